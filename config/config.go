@@ -1,0 +1,488 @@
+// Package config loads and validates the servicedesk configuration: one YAML
+// file, overridden per scalar by SERVICEDESK_* environment variables, with
+// secrets optionally read from files (NAME_file) for container secrets.
+//
+// It is loaded once at start; every field documents its unit and default.
+// YAML decoding uses gopkg.in/yaml.v3 (strict: an unknown key is an error,
+// so a typo never silently falls back to a default).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Redis     Redis     `yaml:"redis"`
+	Database  Database  `yaml:"database"`
+	HTTP      HTTP      `yaml:"http"`
+	Limits    Limits    `yaml:"limits"`
+	Mail      Mail      `yaml:"mail"`
+	Scheduler Scheduler `yaml:"scheduler"`
+	Worker    Worker    `yaml:"worker"`
+	Log       Log       `yaml:"log"`
+	Projects  []Project `yaml:"projects"`
+}
+
+// Redis is where asynq keeps its queues.
+type Redis struct {
+	// URL is redis://[user:pass@]host:port/db, rediss://, or
+	// redis-sentinel://[:pass@]host:port[,host:port]/db?master=NAME, or
+	// redis-cluster://host:port,host:port. Defaults to redis://127.0.0.1:6379/0.
+	URL     string `yaml:"url"`
+	URLFile string `yaml:"url_file"`
+}
+
+// Database is the ticket store.
+type Database struct {
+	// URL is sqlite://PATH or postgres://user:pass@host:port/db?sslmode=....
+	// Defaults to sqlite://./servicedesk.db.
+	URL     string `yaml:"url"`
+	URLFile string `yaml:"url_file"`
+}
+
+// HTTP is the API, health, metrics and monitor listener.
+type HTTP struct {
+	// Listen is host:port. Defaults to 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// PublicURL is the base of links put in emails. Optional.
+	PublicURL string  `yaml:"public_url"`
+	Tokens    []Token `yaml:"tokens"`
+}
+
+// Token is a bearer token for the API and the monitor.
+type Token struct {
+	Name      string `yaml:"name"`
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// SHA256 is the hex sha256 of the token, instead of the token itself.
+	SHA256 string `yaml:"sha256"`
+	// Role is admin, agent or guest.
+	Role string `yaml:"role"`
+}
+
+// Limits bound what mail may cost.
+type Limits struct {
+	// MaxMessageSize is the largest inbound message downloaded; larger mail
+	// is refused, recorded as a dead letter and left in the mailbox.
+	// Defaults to 25MB.
+	MaxMessageSize Size `yaml:"max_message_size"`
+	// MaxAttachmentsSize is the largest total of native outbound attachments;
+	// above it, links are sent instead. Defaults to 10MB.
+	MaxAttachmentsSize Size `yaml:"max_attachments_size"`
+}
+
+// Mail holds settings shared by every project's mail.
+type Mail struct {
+	// ReplyKeySecret signs reply keys (at least 16 characters). Required.
+	// Changing it invalidates the reply addresses of mail already sent
+	// (replies still thread by Message-ID).
+	ReplyKeySecret     string `yaml:"reply_key_secret"`
+	ReplyKeySecretFile string `yaml:"reply_key_secret_file"`
+}
+
+// Scheduler tunes the scheduler role.
+type Scheduler struct {
+	// Tick is how often each scheduler looks for due mailboxes. Defaults to 1s.
+	Tick Duration `yaml:"tick"`
+}
+
+// Worker tunes the worker role.
+type Worker struct {
+	// Concurrency is how many ingest jobs (fetch, process) run at once in one
+	// process. Defaults to 8.
+	Concurrency int `yaml:"concurrency"`
+	// NotifyConcurrency is how many outbound mails are sent at once in one
+	// process, on their own queue so a slow SMTP server never delays
+	// ingestion. Defaults to 4.
+	NotifyConcurrency int `yaml:"notify_concurrency"`
+	// ShutdownTimeout is how long SIGTERM waits for in-flight jobs.
+	// Defaults to 30s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ProcessRetries is how often a message that fails to process is retried
+	// before it becomes a dead letter. Defaults to 8.
+	ProcessRetries int `yaml:"process_retries"`
+	// NotifyRetries is how often a temporarily failing send is retried
+	// before it becomes a dead letter. Defaults to 12 (about two days).
+	NotifyRetries int `yaml:"notify_retries"`
+}
+
+// Log sets up logging.
+type Log struct {
+	// Level is debug, info, warn or error. Defaults to info.
+	Level string `yaml:"level"`
+	// Format is json or text. Defaults to json unless stderr is a terminal.
+	Format string `yaml:"format"`
+}
+
+// Project is one desk.
+type Project struct {
+	// Key is [a-z0-9-]+, used in API paths and ticket refs (acme#12).
+	Key  string `yaml:"key"`
+	Name string `yaml:"name"`
+	// Address is the desk address customers write to; From of outbound mail.
+	Address string `yaml:"address"`
+	IMAP    IMAP   `yaml:"imap"`
+	SMTP    SMTP   `yaml:"smtp"`
+}
+
+// IMAP is a project's mailbox.
+type IMAP struct {
+	Host string `yaml:"host"`
+	// Port defaults to 993 for tls, 143 otherwise.
+	Port int `yaml:"port"`
+	// Security is tls (default), starttls or none.
+	Security     string `yaml:"security"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// Folder defaults to INBOX.
+	Folder string `yaml:"folder"`
+	// PollInterval is how often the mailbox is fetched. Defaults to 30s; at least 1s.
+	PollInterval Duration `yaml:"poll_interval"`
+	// AfterProcessing is seen (default), move or delete; applied only after
+	// the message's outcome is committed.
+	AfterProcessing string `yaml:"after_processing"`
+	// ProcessedFolder is where move puts processed mail. Defaults to Processed.
+	ProcessedFolder string `yaml:"processed_folder"`
+	// BatchSize is the most messages one fetch run downloads; a bigger
+	// backlog continues in a follow-up run at once. Defaults to 100.
+	BatchSize int `yaml:"batch_size"`
+	// InsecureSkipVerify accepts any TLS certificate (test servers only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// SMTP is a project's outbound server.
+type SMTP struct {
+	Host string `yaml:"host"`
+	// Port defaults to 465 for tls, 587 for starttls, 25 for none.
+	Port int `yaml:"port"`
+	// Security is starttls (default), tls or none.
+	Security string `yaml:"security"`
+	// Username empty means no authentication.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// InsecureSkipVerify accepts any TLS certificate (test servers only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "SERVICEDESK_"
+
+// Load reads the file at path, applies environment overrides and secret
+// files, fills defaults and validates. env is usually os.Environ().
+func Load(path string, env []string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, env)
+}
+
+// Parse is Load for config bytes already read.
+func Parse(data []byte, env []string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file is fine: env and defaults
+		return nil, fmt.Errorf("parse config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if err := applyEnv(&c, env); err != nil {
+		return nil, err
+	}
+	if err := c.readSecretFiles(); err != nil {
+		return nil, err
+	}
+	c.withDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) readSecretFiles() error {
+	read := func(field string, dst *string, file string) error {
+		if file == "" {
+			return nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("%s_file: %w", field, err)
+		}
+		*dst = strings.TrimRight(string(b), "\r\n")
+		return nil
+	}
+	if err := read("redis.url", &c.Redis.URL, c.Redis.URLFile); err != nil {
+		return err
+	}
+	if err := read("database.url", &c.Database.URL, c.Database.URLFile); err != nil {
+		return err
+	}
+	if err := read("mail.reply_key_secret", &c.Mail.ReplyKeySecret, c.Mail.ReplyKeySecretFile); err != nil {
+		return err
+	}
+	for i := range c.HTTP.Tokens {
+		t := &c.HTTP.Tokens[i]
+		if err := read(fmt.Sprintf("http.tokens[%d].token", i), &t.Token, t.TokenFile); err != nil {
+			return err
+		}
+	}
+	for i := range c.Projects {
+		p := &c.Projects[i]
+		if err := read(fmt.Sprintf("projects[%d].imap.password", i), &p.IMAP.Password, p.IMAP.PasswordFile); err != nil {
+			return err
+		}
+		if err := read(fmt.Sprintf("projects[%d].smtp.password", i), &p.SMTP.Password, p.SMTP.PasswordFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) withDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	def(&c.Redis.URL, "redis://127.0.0.1:6379/0")
+	def(&c.Database.URL, "sqlite://./servicedesk.db")
+	def(&c.HTTP.Listen, "127.0.0.1:8080")
+	c.HTTP.PublicURL = strings.TrimRight(c.HTTP.PublicURL, "/")
+	if c.Limits.MaxMessageSize == 0 {
+		c.Limits.MaxMessageSize = 25 << 20
+	}
+	if c.Limits.MaxAttachmentsSize == 0 {
+		c.Limits.MaxAttachmentsSize = 10 << 20
+	}
+	if c.Scheduler.Tick == 0 {
+		c.Scheduler.Tick = Duration(time.Second)
+	}
+	defInt(&c.Worker.Concurrency, 8)
+	defInt(&c.Worker.NotifyConcurrency, 4)
+	defInt(&c.Worker.ProcessRetries, 8)
+	defInt(&c.Worker.NotifyRetries, 12)
+	if c.Worker.ShutdownTimeout == 0 {
+		c.Worker.ShutdownTimeout = Duration(30 * time.Second)
+	}
+	def(&c.Log.Level, "info")
+	for i := range c.Projects {
+		p := &c.Projects[i]
+		p.Key = strings.TrimSpace(p.Key)
+		def(&p.Name, p.Key)
+		p.Address = strings.ToLower(strings.TrimSpace(p.Address))
+		def(&p.IMAP.Security, "tls")
+		def(&p.IMAP.Folder, "INBOX")
+		def(&p.IMAP.AfterProcessing, "seen")
+		def(&p.IMAP.ProcessedFolder, "Processed")
+		def(&p.IMAP.Username, p.Address)
+		defInt(&p.IMAP.BatchSize, 100)
+		if p.IMAP.PollInterval == 0 {
+			p.IMAP.PollInterval = Duration(30 * time.Second)
+		}
+		if p.IMAP.Port == 0 {
+			p.IMAP.Port = map[string]int{"tls": 993}[p.IMAP.Security]
+			defInt(&p.IMAP.Port, 143)
+		}
+		def(&p.SMTP.Security, "starttls")
+		if p.SMTP.Port == 0 {
+			p.SMTP.Port = map[string]int{"tls": 465, "starttls": 587, "none": 25}[p.SMTP.Security]
+		}
+	}
+}
+
+var keyPattern = regexp.MustCompile(`^[a-z0-9-]+$`)
+
+// Validate reports the first problem, naming the field and what is wanted.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if len(c.Mail.ReplyKeySecret) < 16 {
+		bad("mail.reply_key_secret: must be set, at least 16 characters (it signs reply addresses; e.g. `openssl rand -hex 32`)")
+	}
+	if !strings.Contains(c.Database.URL, "://") {
+		bad("database.url %q: want sqlite://PATH or postgres://...", c.Database.URL)
+	}
+	for i, t := range c.HTTP.Tokens {
+		switch {
+		case t.Token == "" && t.SHA256 == "":
+			bad("http.tokens[%d] (%s): token, token_file or sha256 is required", i, t.Name)
+		case t.SHA256 != "" && !regexp.MustCompile(`^[0-9a-fA-F]{64}$`).MatchString(t.SHA256):
+			bad("http.tokens[%d] (%s): sha256 must be 64 hex digits", i, t.Name)
+		}
+		switch t.Role {
+		case "admin", "agent", "guest":
+		default:
+			bad("http.tokens[%d] (%s): role %q: want admin, agent or guest", i, t.Name, t.Role)
+		}
+	}
+	if len(c.Projects) == 0 {
+		bad("projects: at least one project is required")
+	}
+	keys, addrs := map[string]bool{}, map[string]bool{}
+	for i, p := range c.Projects {
+		at := fmt.Sprintf("projects[%d] (%s)", i, p.Key)
+		if !keyPattern.MatchString(p.Key) {
+			bad("projects[%d].key %q: want [a-z0-9-]+", i, p.Key)
+		}
+		if keys[p.Key] {
+			bad("%s: key used twice", at)
+		}
+		keys[p.Key] = true
+		if a, err := mail.ParseAddress(p.Address); err != nil || a.Address != p.Address {
+			bad("%s.address %q: want a bare address like support@example.com", at, p.Address)
+		}
+		if addrs[p.Address] {
+			bad("%s.address %q: used by two projects", at, p.Address)
+		}
+		addrs[p.Address] = true
+		if p.IMAP.Host == "" {
+			bad("%s.imap.host: required", at)
+		}
+		if !oneOf(p.IMAP.Security, "tls", "starttls", "none") {
+			bad("%s.imap.security %q: want tls, starttls or none", at, p.IMAP.Security)
+		}
+		if p.IMAP.Password == "" {
+			bad("%s.imap.password: required (or password_file)", at)
+		}
+		if time.Duration(p.IMAP.PollInterval) < time.Second {
+			bad("%s.imap.poll_interval %s: at least 1s", at, p.IMAP.PollInterval)
+		}
+		if !oneOf(p.IMAP.AfterProcessing, "seen", "move", "delete") {
+			bad("%s.imap.after_processing %q: want seen, move or delete", at, p.IMAP.AfterProcessing)
+		}
+		if p.IMAP.BatchSize < 1 {
+			bad("%s.imap.batch_size %d: at least 1", at, p.IMAP.BatchSize)
+		}
+		if p.SMTP.Host == "" {
+			bad("%s.smtp.host: required", at)
+		}
+		if !oneOf(p.SMTP.Security, "tls", "starttls", "none") {
+			bad("%s.smtp.security %q: want tls, starttls or none", at, p.SMTP.Security)
+		}
+		if p.SMTP.Username != "" && p.SMTP.Password == "" {
+			bad("%s.smtp.password: required with a username (or password_file)", at)
+		}
+		if p.IMAP.Port <= 0 || p.IMAP.Port > 65535 || p.SMTP.Port <= 0 || p.SMTP.Port > 65535 {
+			bad("%s: port out of range", at)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid config: %w", errors.Join(errs...))
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+// Project returns the project with key, if any.
+func (c *Config) Project(key string) (Project, bool) {
+	for _, p := range c.Projects {
+		if p.Key == key {
+			return p, true
+		}
+	}
+	return Project{}, false
+}
+
+// applyEnv sets every scalar that has an environment override: the prefix
+// plus the upper-cased YAML path joined by "_", list items by index
+// (SERVICEDESK_PROJECTS_0_IMAP_PASSWORD). Items are only overridden, never
+// created, except that a list grows to the highest index named.
+func applyEnv(c *Config, env []string) error {
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			vars[strings.TrimPrefix(k, EnvPrefix)] = v
+		}
+	}
+	if len(vars) == 0 {
+		return nil
+	}
+	return walkEnv(reflect.ValueOf(c).Elem(), "", vars)
+}
+
+func walkEnv(v reflect.Value, path string, vars map[string]string) error {
+	switch v.Kind() {
+	case reflect.Struct:
+		if _, ok := v.Addr().Interface().(interface{ UnmarshalYAML(*yaml.Node) error }); ok {
+			break
+		}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if err := walkEnv(v.Field(i), join(path, strings.ToUpper(name)), vars); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			break
+		}
+		maxIdx := v.Len() - 1
+		prefix := path + "_"
+		for k := range vars {
+			if rest, ok := strings.CutPrefix(k, prefix); ok {
+				idx, _, _ := strings.Cut(rest, "_")
+				if n, err := strconv.Atoi(idx); err == nil && n > maxIdx && n < 1000 {
+					maxIdx = n
+				}
+			}
+		}
+		for v.Len() <= maxIdx {
+			v.Set(reflect.Append(v, reflect.New(v.Type().Elem()).Elem()))
+		}
+		for i := 0; i < v.Len(); i++ {
+			if err := walkEnv(v.Index(i), join(path, strconv.Itoa(i)), vars); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s, ok := vars[path]
+	if !ok {
+		return nil
+	}
+	node := &yaml.Node{Kind: yaml.ScalarNode, Value: s}
+	if err := node.Decode(v.Addr().Interface()); err != nil {
+		return fmt.Errorf("%s%s: %v", EnvPrefix, path, err)
+	}
+	return nil
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "_" + name
+}

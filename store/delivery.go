@@ -1,0 +1,399 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+// TicketIDByMessageIDs returns the newest ticket of a project that holds a
+// message whose Message-ID is one of messageIDs (with angle brackets), or
+// whose outbound notification was sent with one of them; ErrNotFound when
+// none matches.
+func (s *Store) TicketIDByMessageIDs(ctx context.Context, projectID int64, messageIDs []string) (int64, error) {
+	if len(messageIDs) == 0 {
+		return 0, fmt.Errorf("find ticket by message-id: %w", ErrNotFound)
+	}
+	var ids []int64
+	db := s.db.WithContext(ctx)
+	err := db.Model(&messageRow{}).Select("messages.ticket_id").
+		Joins("JOIN tickets ON tickets.id = messages.ticket_id").
+		Where("tickets.project_id = ? AND messages.message_id IN ?", projectID, messageIDs).
+		Order("messages.ticket_id DESC").Limit(1).Pluck("messages.ticket_id", &ids).Error
+	if err != nil {
+		return 0, fmt.Errorf("find ticket by message-id: %w", err)
+	}
+	var viaMail []int64
+	err = db.Model(&notificationRow{}).
+		Where("project_id = ? AND mail_id IN ?", projectID, messageIDs).
+		Order("ticket_id DESC").Limit(1).Pluck("ticket_id", &viaMail).Error
+	if err != nil {
+		return 0, fmt.Errorf("find ticket by notification message-id: %w", err)
+	}
+	var best int64
+	for _, id := range append(ids, viaMail...) {
+		best = max(best, id)
+	}
+	if best == 0 {
+		return 0, fmt.Errorf("find ticket by message-id: %w", ErrNotFound)
+	}
+	return best, nil
+}
+
+// CommitDelivery applies what processing decided for one inbound message,
+// in one transaction. It is idempotent: when the ledger row already has an
+// outcome, that outcome is returned and nothing changes. A message whose
+// DedupKey was seen before in the project becomes a duplicate (the reason
+// names the first inbound row) and changes nothing else. Two workers
+// committing the same Message-ID at once end with one delivery and one
+// duplicate.
+func (s *Store) CommitDelivery(ctx context.Context, d ticket.Delivery) (ticket.Committed, error) {
+	var c ticket.Committed
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		c, err = s.commitDelivery(tx, d)
+		return err
+	})
+	if err != nil {
+		return ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: %w", d.InboundID, err)
+	}
+	return c, nil
+}
+
+func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed, error) {
+	now := s.now().UTC()
+	var in inboundRow
+	if err := lockForUpdate(tx, s.dialect).Where("id = ?", d.InboundID).Take(&in).Error; err != nil {
+		return ticket.Committed{}, fmt.Errorf("lock ledger row: %w", notFound(err))
+	}
+	if d.ProjectID == 0 {
+		d.ProjectID = in.ProjectID
+	}
+	if d.ProjectID != in.ProjectID {
+		return ticket.Committed{}, fmt.Errorf("delivery is for project %d but inbound row for project %d", d.ProjectID, in.ProjectID)
+	}
+	if in.Outcome != "" {
+		return s.previousCommit(tx, in)
+	}
+
+	ledger := map[string]any{"processed_at": now}
+	if m := d.Message; m != nil {
+		ledger["message_id"] = m.MessageID
+		ledger["from_addr"] = m.From
+		ledger["subject"] = m.Subject
+	}
+	finish := func(outcome ticket.Outcome, ticketID int64, reason string) error {
+		ledger["outcome"] = string(outcome)
+		ledger["ticket_id"] = ticketID
+		ledger["reason"] = reason
+		if err := tx.Model(&inboundRow{}).Where("id = ?", in.ID).Updates(ledger).Error; err != nil {
+			return fmt.Errorf("update ledger row: %w", err)
+		}
+		return nil
+	}
+
+	switch d.Outcome {
+	case ticket.OutcomeFailed:
+		if err := finish(ticket.OutcomeFailed, 0, d.Reason); err != nil {
+			return ticket.Committed{}, err
+		}
+		if m := d.Message; m != nil {
+			in.MessageID, in.FromAddr, in.Subject = m.MessageID, m.From, m.Subject
+		}
+		if err := addDeadLetter(tx, inboundDeadLetter(in, d.Reason)); err != nil {
+			return ticket.Committed{}, err
+		}
+		return ticket.Committed{Outcome: ticket.OutcomeFailed}, nil
+	case ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply, ticket.OutcomeBounce:
+	default:
+		return ticket.Committed{}, fmt.Errorf("outcome %q cannot be committed", d.Outcome)
+	}
+
+	if d.DedupKey != "" {
+		first, dup, err := claimDedupKey(tx, d.ProjectID, d.DedupKey, in.ID)
+		if err != nil {
+			return ticket.Committed{}, err
+		}
+		if dup {
+			reason := "duplicate of inbound " + strconv.FormatInt(first, 10)
+			var firstRow inboundRow
+			if err := tx.Select("ticket_id").Where("id = ?", first).Take(&firstRow).Error; err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+				return ticket.Committed{}, fmt.Errorf("read first inbound %d: %w", first, err)
+			}
+			if err := finish(ticket.OutcomeDuplicate, firstRow.TicketID, reason); err != nil {
+				return ticket.Committed{}, err
+			}
+			c := ticket.Committed{Outcome: ticket.OutcomeDuplicate, TicketID: firstRow.TicketID}
+			c.TicketNumber, _ = ticketNumber(tx, firstRow.TicketID)
+			return c, nil
+		}
+	}
+
+	var project projectRow
+	if err := tx.Where("id = ?", d.ProjectID).Take(&project).Error; err != nil {
+		return ticket.Committed{}, fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
+	}
+
+	c := ticket.Committed{Outcome: d.Outcome, TicketID: d.TicketID}
+	var t ticketRow
+	switch {
+	case d.TicketID == 0 && d.Outcome == ticket.OutcomeTicketCreated:
+		if d.NewTicket == nil {
+			return ticket.Committed{}, errors.New("ticket_created without NewTicket")
+		}
+		var seq int64
+		err := tx.Raw("UPDATE projects SET ticket_seq = ticket_seq + 1 WHERE id = ? RETURNING ticket_seq", d.ProjectID).
+			Scan(&seq).Error
+		if err != nil || seq == 0 {
+			return ticket.Committed{}, fmt.Errorf("next ticket number of project %d: %w", d.ProjectID, errors.Join(err, errIfZero(seq)))
+		}
+		t = ticketRow{
+			ProjectID: d.ProjectID, Number: seq, Subject: d.NewTicket.Subject, Status: string(ticket.StatusOpen),
+			Requester: strings.ToLower(strings.TrimSpace(d.NewTicket.Requester)), CreatedAt: now, UpdatedAt: now,
+		}
+		if err := tx.Create(&t).Error; err != nil {
+			return ticket.Committed{}, fmt.Errorf("create ticket: %w", err)
+		}
+		c.TicketID = t.ID
+		d.Participants = append([]string{t.Requester}, d.Participants...)
+	case d.TicketID != 0:
+		if err := lockForUpdate(tx, s.dialect).Where("id = ? AND project_id = ?", d.TicketID, d.ProjectID).Take(&t).Error; err != nil {
+			return ticket.Committed{}, fmt.Errorf("read ticket %d: %w", d.TicketID, notFound(err))
+		}
+		upd := map[string]any{"updated_at": now}
+		if d.Reopen && t.Status == string(ticket.StatusClosed) {
+			upd["status"] = string(ticket.StatusOpen)
+		}
+		if err := tx.Model(&ticketRow{}).Where("id = ?", t.ID).Updates(upd).Error; err != nil {
+			return ticket.Committed{}, fmt.Errorf("update ticket %d: %w", t.ID, err)
+		}
+	default:
+		// An auto-reply or bounce that belongs to no ticket: ledger only.
+		if d.Outcome == ticket.OutcomeReplyAdded {
+			return ticket.Committed{}, errors.New("reply_added without TicketID")
+		}
+		if err := finish(d.Outcome, 0, d.Reason); err != nil {
+			return ticket.Committed{}, err
+		}
+		return c, nil
+	}
+	c.TicketNumber = t.Number
+
+	var messageID int64
+	if d.Message != nil {
+		m := *d.Message
+		m.InboundID = in.ID
+		if m.CreatedAt.IsZero() {
+			m.CreatedAt = now
+		}
+		id, err := insertMessage(tx, t.ID, m)
+		if err != nil {
+			return ticket.Committed{}, err
+		}
+		messageID = id
+	}
+	if err := addParticipants(tx, t.ID, project.Address, d.Participants); err != nil {
+		return ticket.Committed{}, err
+	}
+	domain := d.MailDomain
+	if domain == "" {
+		_, domain, _ = strings.Cut(project.Address, "@")
+	}
+	for _, n := range d.Notify {
+		if n.MessageID == 0 {
+			n.MessageID = messageID
+		}
+		id, err := queueNotification(tx, d.ProjectID, t.ID, n, domain, now)
+		if err != nil {
+			return ticket.Committed{}, err
+		}
+		c.Notifications = append(c.Notifications, id)
+	}
+	if err := finish(d.Outcome, t.ID, d.Reason); err != nil {
+		return ticket.Committed{}, err
+	}
+	return c, nil
+}
+
+func errIfZero(n int64) error {
+	if n == 0 {
+		return errors.New("project not found")
+	}
+	return nil
+}
+
+// previousCommit reports what an earlier commit of the row did, with the
+// notifications it queued that are still pending (so a retried job can
+// enqueue them again).
+func (s *Store) previousCommit(tx *gorm.DB, in inboundRow) (ticket.Committed, error) {
+	c := ticket.Committed{Outcome: ticket.Outcome(in.Outcome), TicketID: in.TicketID}
+	if in.TicketID == 0 {
+		return c, nil
+	}
+	c.TicketNumber, _ = ticketNumber(tx, in.TicketID)
+	err := tx.Model(&notificationRow{}).
+		Where("state = ? AND message_id IN (?)", string(ticket.NotificationPending),
+			tx.Model(&messageRow{}).Select("id").Where("inbound_id = ?", in.ID)).
+		Order("id").Pluck("id", &c.Notifications).Error
+	if err != nil {
+		return ticket.Committed{}, fmt.Errorf("read notifications of inbound %d: %w", in.ID, err)
+	}
+	return c, nil
+}
+
+func ticketNumber(tx *gorm.DB, ticketID int64) (int64, error) {
+	if ticketID == 0 {
+		return 0, nil
+	}
+	var t ticketRow
+	if err := tx.Select("number").Where("id = ?", ticketID).Take(&t).Error; err != nil {
+		return 0, notFound(err)
+	}
+	return t.Number, nil
+}
+
+// claimDedupKey inserts the key for inboundID. If another row holds it,
+// dup is true and first names that row. A concurrent claim on PostgreSQL
+// waits on the unique index until the other transaction ends.
+func claimDedupKey(tx *gorm.DB, projectID int64, key string, inboundID int64) (first int64, dup bool, err error) {
+	res := tx.Clauses(clause.OnConflict{
+		Columns: []clause.Column{{Name: "project_id"}, {Name: "key"}}, DoNothing: true,
+	}).Create(&dedupKeyRow{ProjectID: projectID, Key: key, InboundID: inboundID})
+	if res.Error != nil {
+		return 0, false, fmt.Errorf("claim dedup key: %w", res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return inboundID, false, nil
+	}
+	var row dedupKeyRow
+	if err := tx.Where(`project_id = ? AND "key" = ?`, projectID, key).Take(&row).Error; err != nil {
+		return 0, false, fmt.Errorf("read dedup key: %w", err)
+	}
+	if row.InboundID == inboundID {
+		return inboundID, false, nil
+	}
+	return row.InboundID, true, nil
+}
+
+func insertMessage(tx *gorm.DB, ticketID int64, m ticket.Message) (int64, error) {
+	to, err := json.Marshal(nonNil(m.To))
+	if err != nil {
+		return 0, fmt.Errorf("encode To: %w", err)
+	}
+	cc, err := json.Marshal(nonNil(m.Cc))
+	if err != nil {
+		return 0, fmt.Errorf("encode Cc: %w", err)
+	}
+	row := messageRow{
+		TicketID: ticketID, InboundID: m.InboundID, Direction: string(m.Direction), Kind: string(m.Kind),
+		FromAddr: m.From, ToAddrs: string(to), CcAddrs: string(cc), Subject: m.Subject, Text: m.Text,
+		HTML: m.HTML, MessageID: m.MessageID, InReplyTo: m.InReplyTo, Refs: strings.Join(m.References, " "),
+		Internal: m.Internal, CreatedAt: m.CreatedAt.UTC(),
+	}
+	if row.Direction == "" {
+		row.Direction = string(ticket.DirectionInbound)
+	}
+	if row.Kind == "" {
+		row.Kind = string(ticket.KindEmail)
+	}
+	if err := tx.Create(&row).Error; err != nil {
+		return 0, fmt.Errorf("insert message: %w", err)
+	}
+	for i, a := range m.Attachments {
+		sum, err := putBlob(tx, a.Data)
+		if err != nil {
+			return 0, fmt.Errorf("attachment %d: %w", i, err)
+		}
+		ar := attachmentRow{
+			MessageID: row.ID, Filename: a.Filename, ContentType: a.ContentType, Size: int64(len(a.Data)),
+			BlobSHA256: sum, Inline: a.Inline, ContentID: a.ContentID,
+		}
+		if err := tx.Create(&ar).Error; err != nil {
+			return 0, fmt.Errorf("insert attachment %d: %w", i, err)
+		}
+	}
+	return row.ID, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// addParticipants adds addresses to a ticket, lower-cased and deduplicated,
+// never the desk address itself.
+func addParticipants(tx *gorm.DB, ticketID int64, deskAddress string, emails []string) error {
+	desk := strings.ToLower(strings.TrimSpace(deskAddress))
+	deskLocal, deskDomain, _ := strings.Cut(desk, "@")
+	seen := map[string]bool{}
+	for _, e := range emails {
+		e = strings.ToLower(strings.TrimSpace(e))
+		if e == "" || seen[e] || e == desk {
+			continue
+		}
+		// A +tag sub-address of the desk is the desk too.
+		if local, domain, ok := strings.Cut(e, "@"); ok && domain == deskDomain {
+			if base, _, tagged := strings.Cut(local, "+"); tagged && base == deskLocal {
+				continue
+			}
+		}
+		seen[e] = true
+		err := tx.Clauses(clause.OnConflict{
+			Columns: []clause.Column{{Name: "ticket_id"}, {Name: "email"}}, DoNothing: true,
+		}).Create(&participantRow{TicketID: ticketID, Email: e}).Error
+		if err != nil {
+			return fmt.Errorf("add participant to ticket %d: %w", ticketID, err)
+		}
+	}
+	return nil
+}
+
+// queueNotification inserts a pending notification and gives it its
+// Message-ID "<sd.{id base 36}.{8 random hex}@{domain}>".
+func queueNotification(tx *gorm.DB, projectID, ticketID int64, n ticket.Notification, domain string, now time.Time) (int64, error) {
+	placeholder, err := randomHex(16)
+	if err != nil {
+		return 0, err
+	}
+	row := notificationRow{
+		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
+		Recipient: n.To, MailID: "<pending." + placeholder + ">", State: string(ticket.NotificationPending),
+		CreatedAt: now,
+	}
+	if err := tx.Create(&row).Error; err != nil {
+		return 0, fmt.Errorf("queue %s notification: %w", n.Kind, err)
+	}
+	suffix, err := randomHex(4)
+	if err != nil {
+		return 0, err
+	}
+	if domain == "" {
+		domain = "localhost"
+	}
+	mailID := "<sd." + strconv.FormatInt(row.ID, 36) + "." + suffix + "@" + domain + ">"
+	if err := tx.Model(&notificationRow{}).Where("id = ?", row.ID).Update("mail_id", mailID).Error; err != nil {
+		return 0, fmt.Errorf("set message-id of notification %d: %w", row.ID, err)
+	}
+	return row.ID, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+func TestRecordFetched(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		p := mustProjects(t, e.s, "acme")[0]
+		raw := []byte("From: alice@customer.test\r\nSubject: hi\r\n\r\nhello\r\n")
+		in := ticket.Inbound{ProjectID: p.ID, UIDValidity: 7, UID: 1, MessageID: "<m1@customer.test>", From: "alice@customer.test", Subject: "hi"}
+
+		id, created, err := e.s.RecordFetched(ctx, in, raw)
+		if err != nil || !created || id == 0 {
+			t.Fatalf("first RecordFetched = %d, %v, %v; want a new id", id, created, err)
+		}
+		t.Run("second call returns the same row", func(t *testing.T) {
+			again, created, err := e.s.RecordFetched(ctx, in, raw)
+			if err != nil || created || again != id {
+				t.Fatalf("second RecordFetched = %d, %v, %v; want %d, false, nil", again, created, err, id)
+			}
+			if n := countRows(t, e.s, "inbound"); n != 1 {
+				t.Fatalf("inbound has %d rows, want 1", n)
+			}
+		})
+		t.Run("row and blob are readable", func(t *testing.T) {
+			got, err := e.s.Inbound(ctx, id)
+			if err != nil {
+				t.Fatalf("Inbound(%d): %v", id, err)
+			}
+			sum := sha256.Sum256(raw)
+			if got.Project != "acme" || got.UID != 1 || got.UIDValidity != 7 || got.Outcome != ticket.OutcomeNone ||
+				got.RawSHA256 != hex.EncodeToString(sum[:]) || got.Size != int64(len(raw)) || got.ReceivedAt.IsZero() {
+				t.Fatalf("Inbound(%d) = %+v, want project acme, uid 7/1, no outcome, raw hash and size", id, got)
+			}
+			data, err := e.s.Blob(ctx, got.RawSHA256)
+			if err != nil || string(data) != string(raw) {
+				t.Fatalf("Blob(%s) = %q, %v; want the raw message", got.RawSHA256, data, err)
+			}
+			_, err = e.s.Blob(ctx, "00")
+			wantErr(t, "Blob(unknown)", err, ErrNotFound)
+			_, err = e.s.Inbound(ctx, id+1000)
+			wantErr(t, "Inbound(unknown)", err, ErrNotFound)
+		})
+		t.Run("same bytes under another UID share the blob", func(t *testing.T) {
+			in2 := in
+			in2.UID = 2
+			if _, created, err := e.s.RecordFetched(ctx, in2, raw); err != nil || !created {
+				t.Fatalf("RecordFetched(uid 2) = %v, %v; want a new row", created, err)
+			}
+			if n := countRows(t, e.s, "blobs"); n != 1 {
+				t.Fatalf("blobs has %d rows, want 1 (content-addressed)", n)
+			}
+			ids, err := e.s.UnprocessedInbound(ctx, p.ID, 10)
+			if err != nil || len(ids) != 2 || ids[0] != id {
+				t.Fatalf("UnprocessedInbound = %v, %v; want two ids, %d first", ids, err, id)
+			}
+		})
+		t.Run("rejected without raw opens a dead letter", func(t *testing.T) {
+			rej := ticket.Inbound{ProjectID: p.ID, UIDValidity: 7, UID: 3, Size: 99 << 20, Outcome: ticket.OutcomeRejected,
+				Reason: "message too large: 99 MiB > 25 MiB", MessageID: "<big@customer.test>", From: "carol@customer.test", Subject: "huge"}
+			rid, created, err := e.s.RecordFetched(ctx, rej, nil)
+			if err != nil || !created {
+				t.Fatalf("RecordFetched(rejected) = %v, %v; want a new row", created, err)
+			}
+			got, err := e.s.Inbound(ctx, rid)
+			if err != nil || got.Outcome != ticket.OutcomeRejected || got.Reason != rej.Reason || got.RawSHA256 != "" {
+				t.Fatalf("Inbound(rejected) = %+v, %v; want outcome rejected with the reason and no raw", got, err)
+			}
+			dls, _, err := e.s.DeadLetters(ctx, Page{})
+			if err != nil || len(dls) != 1 {
+				t.Fatalf("DeadLetters = %+v, %v; want one letter", dls, err)
+			}
+			want := ticket.DeadLetter{ID: dls[0].ID, Kind: ticket.DeadInbound, Project: "acme", InboundID: rid,
+				MessageID: "<big@customer.test>", Address: "carol@customer.test", Subject: "huge", Reason: rej.Reason, CreatedAt: dls[0].CreatedAt}
+			if dls[0] != want {
+				t.Fatalf("dead letter = %+v, want %+v", dls[0], want)
+			}
+			ids, _ := e.s.UnprocessedInbound(ctx, p.ID, 10)
+			if slices.Contains(ids, rid) {
+				t.Fatalf("UnprocessedInbound = %v includes the rejected row %d", ids, rid)
+			}
+			if _, _, err := e.s.RecordFetched(ctx, rej, nil); err != nil {
+				t.Fatalf("RecordFetched(rejected) again: %v", err)
+			}
+			if n := countRows(t, e.s, "dead_letters"); n != 1 {
+				t.Fatalf("dead_letters has %d rows after re-recording, want 1", n)
+			}
+		})
+		t.Run("raw nil is refused unless rejected", func(t *testing.T) {
+			in4 := in
+			in4.UID = 4
+			if _, _, err := e.s.RecordFetched(ctx, in4, nil); err == nil {
+				t.Fatal("RecordFetched(raw nil, no outcome) succeeded, want an error")
+			}
+		})
+	})
+}
+
+func TestUnappliedAndMarkApplied(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		p := mustProjects(t, e.s, "acme")[0]
+		done := mustFetch(t, e.s, p.ID, 1, "a@x")
+		mustCommit(t, e.s, newTicketDelivery(p, done, "<a@x>"))
+		pending := mustFetch(t, e.s, p.ID, 2, "b@x")
+		failed := mustFetch(t, e.s, p.ID, 3, "c@x")
+		if err := e.s.FailInbound(ctx, failed, "parse: broken"); err != nil {
+			t.Fatalf("FailInbound: %v", err)
+		}
+		got, err := e.s.UnappliedInbound(ctx, p.ID, 7, 10)
+		if err != nil || len(got) != 1 || got[0].ID != done || got[0].TicketNumber != 1 {
+			t.Fatalf("UnappliedInbound = %+v, %v; want only the committed row %d (not pending %d, not failed %d)", got, err, done, pending, failed)
+		}
+		if other, _ := e.s.UnappliedInbound(ctx, p.ID, 8, 10); len(other) != 0 {
+			t.Fatalf("UnappliedInbound(other UIDVALIDITY) = %+v, want none", other)
+		}
+		if err := e.s.MarkApplied(ctx, []int64{done}); err != nil {
+			t.Fatalf("MarkApplied: %v", err)
+		}
+		if got, _ := e.s.UnappliedInbound(ctx, p.ID, 7, 10); len(got) != 0 {
+			t.Fatalf("UnappliedInbound after MarkApplied = %+v, want none", got)
+		}
+	})
+}
+
+func TestListInboundPages(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		ps := mustProjects(t, e.s, "acme", "beta")
+		var ids []int64
+		for i := range 5 {
+			ids = append(ids, mustFetch(t, e.s, ps[0].ID, uint32(i+1), fmt.Sprintf("m%d@x", i)))
+		}
+		mustFetch(t, e.s, ps[1].ID, 1, "other@x")
+		mustCommit(t, e.s, newTicketDelivery(ps[0], ids[0], "<m0@x>"))
+
+		tests := []struct {
+			name     string
+			filter   InboundFilter
+			page     Page
+			wantIDs  []int64
+			wantMore bool
+		}{
+			{"first page newest first", InboundFilter{Project: "acme"}, Page{1, 2}, []int64{ids[4], ids[3]}, true},
+			{"middle page", InboundFilter{Project: "acme"}, Page{2, 2}, []int64{ids[2], ids[1]}, true},
+			{"last page", InboundFilter{Project: "acme"}, Page{3, 2}, []int64{ids[0]}, false},
+			{"by outcome", InboundFilter{Outcome: ticket.OutcomeTicketCreated}, Page{}, []int64{ids[0]}, false},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, more, err := e.s.ListInbound(ctx, tt.filter, tt.page)
+				if err != nil {
+					t.Fatalf("ListInbound: %v", err)
+				}
+				var gotIDs []int64
+				for _, in := range got {
+					gotIDs = append(gotIDs, in.ID)
+				}
+				if !slices.Equal(gotIDs, tt.wantIDs) || more != tt.wantMore {
+					t.Fatalf("ListInbound(%+v, %+v) = %v, more %v; want %v, more %v", tt.filter, tt.page, gotIDs, more, tt.wantIDs, tt.wantMore)
+				}
+			})
+		}
+		all, more, err := e.s.ListInbound(ctx, InboundFilter{}, Page{})
+		if err != nil || len(all) != 6 || more {
+			t.Fatalf("ListInbound(all) = %d rows, more %v, %v; want 6 and no more", len(all), more, err)
+		}
+	})
+}

@@ -1,0 +1,72 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// migration is one numbered schema step. Steps run in order, each once, in
+// one transaction with the bookkeeping row in schema_migrations.
+type migration struct {
+	version int
+	name    string
+	up      func(tx *gorm.DB) error
+}
+
+// migrations is the ordered schema history. Append new steps; never edit or
+// renumber a released one. Step 1 creates the schema from the models; later
+// steps must use explicit, idempotent statements (Migrator().HasColumn ...),
+// because on a fresh database step 1 already creates today's models.
+var migrations = []migration{
+	{1, "initial schema", func(tx *gorm.DB) error { return tx.AutoMigrate(allModels()...) }},
+}
+
+// advisoryLockKey identifies the migration lock in pg_advisory_xact_lock.
+const advisoryLockKey = 0x5e7d_e5c0
+
+// Migrate brings the schema up to date. It is safe when several processes
+// run it at once: on PostgreSQL a transaction-scoped advisory lock
+// serialises them, on SQLite the immediate transaction does.
+func (s *Store) Migrate(ctx context.Context) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if s.dialect == dialectPostgres {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", advisoryLockKey).Error; err != nil {
+				return fmt.Errorf("migrate: take advisory lock: %w", err)
+			}
+		}
+		if err := tx.AutoMigrate(&schemaMigration{}); err != nil {
+			return fmt.Errorf("migrate: create schema_migrations: %w", err)
+		}
+		var current int
+		if err := tx.Model(&schemaMigration{}).Select("COALESCE(MAX(version), 0)").Scan(&current).Error; err != nil {
+			return fmt.Errorf("migrate: read schema version: %w", err)
+		}
+		for _, m := range migrations {
+			if m.version <= current {
+				continue
+			}
+			if err := m.up(tx); err != nil {
+				return fmt.Errorf("migrate: step %d (%s): %w", m.version, m.name, err)
+			}
+			if err := tx.Create(&schemaMigration{Version: m.version, AppliedAt: s.now().UTC()}).Error; err != nil {
+				return fmt.Errorf("migrate: record step %d: %w", m.version, err)
+			}
+			s.log.InfoContext(ctx, "schema migrated", "version", m.version, "name", m.name)
+		}
+		return nil
+	})
+}
+
+// SchemaVersion returns the highest applied migration (0 before Migrate).
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	if !s.db.WithContext(ctx).Migrator().HasTable(&schemaMigration{}) {
+		return 0, nil
+	}
+	var v int
+	if err := s.db.WithContext(ctx).Model(&schemaMigration{}).Select("COALESCE(MAX(version), 0)").Scan(&v).Error; err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}

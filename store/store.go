@@ -1,0 +1,267 @@
+// Package store is the persistence layer of servicedesk: projects, the
+// per-mailbox fetch lease and cursor (UIDVALIDITY/UID, RFC 9051 section 2.3.1.1),
+// the inbound ledger with content-addressed raw messages (RFC 5322), tickets,
+// messages, attachments, the notification outbox and dead letters.
+//
+// It runs on SQLite (github.com/glebarez/sqlite, pure Go, WAL, immediate
+// transactions, so several processes may share one file) and PostgreSQL
+// (gorm.io/driver/postgres). It is the only package that imports gorm; gorm's
+// errors never leave it: callers branch on ErrNotFound and ErrLeaseLost.
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// ErrNotFound is returned when the asked-for row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrLeaseLost is returned by RenewMailbox when another owner holds the
+// mailbox lease (ours expired and was taken).
+var ErrLeaseLost = errors.New("mailbox lease lost")
+
+// Options tunes a Store. A nil *Options means defaults.
+type Options struct {
+	// Logger receives warnings (slow queries, retried transactions).
+	// Defaults to discarding.
+	Logger *slog.Logger
+	// MaxOpenConns caps the connection pool. 0 means 10 for PostgreSQL and
+	// 4 for a SQLite file (1 for sqlite://:memory:, which is per connection).
+	MaxOpenConns int
+	// Now is the clock used for leases and timestamps. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Store is the database. It is safe for concurrent use.
+type Store struct {
+	db       *gorm.DB
+	dialect  string // "sqlite" or "postgres"
+	log      *slog.Logger
+	now      func() time.Time
+	maxTries int
+}
+
+const (
+	dialectSQLite   = "sqlite"
+	dialectPostgres = "postgres"
+)
+
+// Open connects to the database at rawURL:
+//
+//	sqlite://./servicedesk.db, sqlite:///abs/path.db, sqlite://:memory:
+//	postgres://user:pass@host:5432/db?sslmode=disable (or postgresql://)
+//
+// It does not migrate; call Migrate.
+func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = log.With("component", "store")
+	s := &Store{log: log, now: o.Now, maxTries: 6}
+	if s.now == nil {
+		s.now = time.Now
+	}
+
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, fmt.Errorf("open database: url %q has no scheme (want sqlite:// or postgres://)", redactURL(rawURL))
+	}
+	var dialector gorm.Dialector
+	maxConns := o.MaxOpenConns
+	switch strings.ToLower(scheme) {
+	case "sqlite", "sqlite3":
+		path, query, _ := strings.Cut(rest, "?")
+		if path == "" {
+			return nil, errors.New("open database: sqlite url has no path (want sqlite://./file.db)")
+		}
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, fmt.Errorf("open database: sqlite url query: %w", err)
+		}
+		q.Set("_txlock", "immediate")
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "foreign_keys(1)")
+		if path == ":memory:" {
+			maxConns = 1
+		} else {
+			q.Add("_pragma", "journal_mode(WAL)")
+			q.Add("_pragma", "synchronous(NORMAL)")
+			maxConns = cmp.Or(maxConns, 4)
+		}
+		dialector = sqlite.Open(path + "?" + q.Encode())
+		s.dialect = dialectSQLite
+	case "postgres", "postgresql":
+		dialector = postgres.Open(rawURL)
+		s.dialect = dialectPostgres
+		maxConns = cmp.Or(maxConns, 10)
+	default:
+		return nil, fmt.Errorf("open database: unknown scheme %q (want sqlite:// or postgres://)", scheme)
+	}
+
+	db, err := gorm.Open(dialector, &gorm.Config{
+		Logger:                 newGormLogger(log),
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return s.now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database (%s): %w", s.dialect, err)
+	}
+	s.db = db
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open database (%s): %w", s.dialect, err)
+	}
+	sqlDB.SetMaxOpenConns(maxConns)
+	sqlDB.SetMaxIdleConns(maxConns)
+	if err := s.Ping(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// redactURL hides the password of a database URL for error messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping database (%s, retry may help): %w", s.dialect, err)
+	}
+	return nil
+}
+
+// tx runs fn in one transaction, retrying the whole of it a few times when
+// the database reports a transient conflict (SQLite busy, PostgreSQL
+// serialization failure or deadlock). fn must not have effects outside tx
+// other than on values it resets at its start.
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.db.WithContext(ctx).Transaction(fn)
+		if err == nil || !retryable(err) || attempt >= s.maxTries {
+			return err
+		}
+		s.log.Warn("transaction conflict, retrying", "attempt", attempt, "err", err)
+		backoff := time.Duration(attempt*attempt)*20*time.Millisecond + time.Duration(rand.IntN(20))*time.Millisecond
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// retryable reports whether err is a transient conflict that a new attempt
+// of the same transaction can overcome.
+func retryable(err error) bool {
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		switch pg.SQLState() {
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return true
+		}
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked") ||
+		strings.Contains(msg, "SQLITE_LOCKED")
+}
+
+// notFound maps gorm's not-found to ErrNotFound; other errors pass through.
+func notFound(err error) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// Page selects a page of a list. Page counts from 1; PerPage defaults to 50
+// and is capped at 1000.
+type Page struct {
+	Page, PerPage int
+}
+
+// Normalize returns p with defaults and limits applied.
+func (p Page) Normalize() Page {
+	if p.Page < 1 {
+		p.Page = 1
+	}
+	if p.PerPage <= 0 {
+		p.PerPage = 50
+	}
+	if p.PerPage > 1000 {
+		p.PerPage = 1000
+	}
+	return p
+}
+
+func (p Page) offset() int { return (p.Page - 1) * p.PerPage }
+
+// gormLogger forwards gorm's warnings and errors to slog: slow queries (over
+// 1 s) at Warn; record-not-found is not an error worth logging.
+type gormLogger struct {
+	log *slog.Logger
+}
+
+func newGormLogger(log *slog.Logger) logger.Interface { return gormLogger{log: log} }
+
+func (l gormLogger) LogMode(logger.LogLevel) logger.Interface { return l }
+func (l gormLogger) Info(context.Context, string, ...any)     {}
+func (l gormLogger) Warn(ctx context.Context, msg string, args ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(msg, args...))
+}
+func (l gormLogger) Error(ctx context.Context, msg string, args ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(msg, args...))
+}
+func (l gormLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if elapsed := time.Since(begin); elapsed > time.Second {
+		sql, rows := fc()
+		l.log.WarnContext(ctx, "slow query", "elapsed", elapsed, "rows", rows, "sql", truncate(sql, 200))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
