@@ -1,0 +1,746 @@
+// Package ingest turns one fetched message into a decision for the ticket
+// store: raw RFC 5322 bytes are parsed (MIME per RFC 2045-2049, encoded
+// words per RFC 2047, parameters per RFC 2231), classified (auto-replies per
+// RFC 3834, bounces per RFC 3464 and RFC 6522, list mail per RFC 2369 and
+// RFC 2919), threaded onto a ticket (reply keys, In-Reply-To and References
+// per RFC 5322 section 3.6.4) and handed to the store as one
+// ticket.Delivery.
+//
+// The package declares the small Store interface it needs and imports
+// neither the IMAP adapter nor the store nor the job queue.
+package ingest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"net/mail"
+	"net/textproto"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/jhillyerd/enmime/v2/dsn"
+	"github.com/servicedesk/servicedesk/ticket"
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/htmlindex"
+)
+
+// Mail is a parsed message.
+type Mail struct {
+	MessageID  string   // "<id@host>" with brackets; "" if none
+	InReplyTo  []string // bracketed ids
+	References []string // every entry, bracketed; comma-joined and whitespace-less forms tolerated
+	From       string   // bare lower-cased address
+	FromName   string
+	ReplyTo    []string // bare lower-cased addresses
+	Sender     string   // bare lower-cased address
+	To, Cc     []string // bare lower-cased addresses
+	// Forwarded holds the addresses of the forwarding headers Delivered-To,
+	// X-Delivered-To, X-Original-To, X-Forwarded-To, Envelope-To and
+	// X-Envelope-To, bare and lower-cased.
+	Forwarded []string
+	Subject   string // decoded
+	Date      time.Time
+	Text      string // text/plain body, else the HTML body converted to text
+	HTML      string
+	// Attachments holds attachments and inline parts with Data, SHA256 (hex)
+	// and Size set. Parts that cannot be decoded (uuencode, BinHex) are kept
+	// as they are.
+	Attachments []ticket.Attachment
+	// Header holds every header of the top-level message with canonical
+	// keys and decoded values.
+	Header textproto.MIMEHeader
+	// Warnings says what the lenient parse had to forgive.
+	Warnings []string
+
+	dsn dsnInfo
+}
+
+// dsnInfo is what Parse found of a delivery status report.
+type dsnInfo struct {
+	reportType     string               // report-type of a multipart/report
+	deliveryStatus bool                 // a message/delivery-status part exists
+	actions        []string             // Action of every per-recipient field group
+	recipients     []string             // failed (or, without Action, all) recipients
+	original       textproto.MIMEHeader // headers of the embedded original, decoded
+	originalRaw    map[string]string    // References, Reply-To, From of the original, undecoded
+}
+
+// maxWarnings bounds Warnings so that a hostile message cannot grow it.
+const maxWarnings = 20
+
+func (m *Mail) warn(format string, args ...any) {
+	if len(m.Warnings) < maxWarnings {
+		m.Warnings = append(m.Warnings, fmt.Sprintf(format, args...))
+	}
+}
+
+// Parse parses raw RFC 5322 bytes. It never panics. A leading mbox "From "
+// line and lines inside the header block that are not headers are dropped
+// (with a warning) in a second, lenient pass when enmime refuses the
+// message; a MIME structure that cannot be read at all leaves the body as
+// plain text. Parse fails only when nothing usable remains: no header and
+// no body.
+func Parse(raw []byte) (m *Mail, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("parse message: internal error: %v", r)
+		}
+	}()
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, errors.New("parse message: empty message")
+	}
+	m = &Mail{Header: textproto.MIMEHeader{}}
+	hdr, body, clean := splitHeader(raw, m)
+	if len(hdr) == 0 && len(bytes.TrimSpace(body)) == 0 {
+		return nil, errors.New("parse message: no header and no body")
+	}
+	declared := topCharset(hdr)
+	for _, f := range hdr {
+		m.Header.Add(f.name, decodeHeader(f.value, declared))
+	}
+	m.fillEnvelope(hdr, declared)
+	m.parseBody(raw, clean, body, declared)
+	m.sanitize()
+	return m, nil
+}
+
+// field is one unfolded header field with its raw value.
+type field struct {
+	name  string
+	value []byte
+}
+
+var headerName = regexp.MustCompile(`^[!-9;-~]+:`)
+
+// splitHeader reads the header block leniently. It returns the fields, the
+// body and the message rebuilt from the kept header lines (for enmime's
+// second pass). Dropped lines are recorded as warnings.
+func splitHeader(raw []byte, m *Mail) ([]field, []byte, []byte) {
+	var (
+		fields []field
+		kept   bytes.Buffer
+		rest   = raw
+		first  = true
+		blank  = false
+	)
+	for len(rest) > 0 {
+		line := rest
+		next := []byte(nil)
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, next = rest[:i+1], rest[i+1:]
+		}
+		content := bytes.TrimRight(line, "\r\n")
+		if len(content) == 0 {
+			kept.Write(line)
+			rest = next
+			blank = true
+			break
+		}
+		rest = next
+		switch {
+		case first && bytes.HasPrefix(content, []byte("From ")):
+			m.warn("dropped mbox From_ line")
+		case content[0] == ' ' || content[0] == '\t':
+			if len(fields) == 0 {
+				m.warn("dropped continuation line before any header")
+				break
+			}
+			f := &fields[len(fields)-1]
+			f.value = append(f.value, content...)
+			kept.Write(line)
+		case headerName.Match(content):
+			name, value, _ := bytes.Cut(content, []byte(":"))
+			fields = append(fields, field{
+				name:  textproto.CanonicalMIMEHeaderKey(string(name)),
+				value: append([]byte(nil), bytes.TrimLeft(value, " \t")...),
+			})
+			kept.Write(line)
+		default:
+			if len(fields) == 0 && first {
+				// No header block at all: the whole message is body.
+				m.warn("message has no header block")
+				return nil, raw, raw
+			}
+			m.warn("dropped malformed header line %q", truncate(string(content), 40))
+		}
+		first = false
+	}
+	if !blank { // header only: end the header block
+		if kept.Len() > 0 && !bytes.HasSuffix(kept.Bytes(), []byte("\n")) {
+			kept.WriteString("\r\n")
+		}
+		kept.WriteString("\r\n")
+	}
+	kept.Write(rest)
+	return fields, rest, kept.Bytes()
+}
+
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// topCharset is the charset parameter of the top-level Content-Type, the
+// best guess for raw 8-bit bytes in headers.
+func topCharset(hdr []field) string {
+	for _, f := range hdr {
+		if f.name != "Content-Type" {
+			continue
+		}
+		if c := charsetParam.FindSubmatch(f.value); c != nil {
+			return strings.ToLower(string(c[1]))
+		}
+	}
+	return ""
+}
+
+var charsetParam = regexp.MustCompile(`(?i)charset\s*=\s*"?([A-Za-z0-9_.:+-]+)`)
+
+func (m *Mail) fillEnvelope(hdr []field, declared string) {
+	get := func(name string) []byte {
+		for _, f := range hdr {
+			if f.name == name {
+				return f.value
+			}
+		}
+		return nil
+	}
+	all := func(name string) [][]byte {
+		var vs [][]byte
+		for _, f := range hdr {
+			if f.name == name {
+				vs = append(vs, f.value)
+			}
+		}
+		return vs
+	}
+
+	if ids := messageIDs(get("Message-Id")); len(ids) > 0 {
+		m.MessageID = ids[0]
+	}
+	m.InReplyTo = messageIDs(get("In-Reply-To"))
+	for _, v := range all("References") {
+		m.References = appendUnique(m.References, messageIDs(v)...)
+	}
+	if from := m.addresses(get("From"), declared); len(from) > 0 {
+		m.From, m.FromName = from[0].Address, from[0].Name
+	}
+	for _, a := range m.addresses(get("Reply-To"), declared) {
+		m.ReplyTo = appendUnique(m.ReplyTo, a.Address)
+	}
+	if s := m.addresses(get("Sender"), declared); len(s) > 0 {
+		m.Sender = s[0].Address
+	}
+	for _, v := range all("To") {
+		for _, a := range m.addresses(v, declared) {
+			m.To = appendUnique(m.To, a.Address)
+		}
+	}
+	for _, v := range all("Cc") {
+		for _, a := range m.addresses(v, declared) {
+			m.Cc = appendUnique(m.Cc, a.Address)
+		}
+	}
+	for _, name := range forwardHeaders {
+		for _, v := range all(name) {
+			for _, a := range m.addresses(v, declared) {
+				m.Forwarded = appendUnique(m.Forwarded, a.Address)
+			}
+		}
+	}
+	m.Subject = strings.TrimSpace(decodeHeader(get("Subject"), declared))
+	if d := strings.TrimSpace(string(get("Date"))); d != "" {
+		t, err := parseDate(d)
+		if err != nil {
+			m.warn("unparseable Date %q", truncate(d, 40))
+		}
+		m.Date = t
+	}
+}
+
+var forwardHeaders = []string{"Delivered-To", "X-Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To", "X-Envelope-To"}
+
+func appendUnique(list []string, vs ...string) []string {
+	for _, v := range vs {
+		if v == "" {
+			continue
+		}
+		dup := false
+		for _, have := range list {
+			if strings.EqualFold(have, v) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
+var (
+	bracketed = regexp.MustCompile(`<([^<>\s]+)>`)
+	bareAddr  = regexp.MustCompile(`[^\s<>,;:"()\[\]\\]+@[^\s<>,;:"()\[\]\\]+`)
+)
+
+// messageIDs reads a Message-ID list leniently: "<a@b> <c@d>", "<a@b>,<c@d>"
+// and "<a@b><c@d>" all give both; ids without brackets are bracketed.
+func messageIDs(v []byte) []string {
+	s := strings.ToValidUTF8(string(v), "")
+	var ids []string
+	for _, sm := range bracketed.FindAllStringSubmatch(s, -1) {
+		ids = appendUnique(ids, "<"+sm[1]+">")
+	}
+	if len(ids) > 0 {
+		return ids
+	}
+	for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		if strings.Contains(tok, "@") {
+			ids = appendUnique(ids, "<"+strings.Trim(tok, "<>")+">")
+		}
+	}
+	return ids
+}
+
+// addresses parses an address list leniently: encoded words (even with raw
+// 8-bit bytes) become quoted strings first, raw 8-bit text becomes UTF-8,
+// and when net/mail still refuses, bare addresses are picked out.
+func (m *Mail) addresses(v []byte, declared string) []*mail.Address {
+	if len(bytes.TrimSpace(v)) == 0 {
+		return nil
+	}
+	s := quoteEncodedWords(v, declared)
+	list, err := (&mail.AddressParser{}).ParseList(s)
+	if err != nil {
+		list = nil
+		for _, a := range bareAddr.FindAllString(s, -1) {
+			list = append(list, &mail.Address{Address: a})
+		}
+		if len(list) == 0 {
+			m.warn("no address in %q", truncate(s, 40))
+		}
+	}
+	out := list[:0]
+	for _, a := range list {
+		a.Address = strings.ToLower(strings.TrimSpace(a.Address))
+		a.Name = strings.TrimSpace(a.Name)
+		if a.Address != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+var encodedWord = regexp.MustCompile(`=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=`)
+
+// quoteEncodedWords decodes the encoded words of an address header into
+// quoted strings (so a decoded comma stays inside the display name) and the
+// rest into UTF-8.
+func quoteEncodedWords(v []byte, declared string) string {
+	var b strings.Builder
+	inQuote := false
+	last := 0
+	locs := encodedWord.FindAllSubmatchIndex(v, -1)
+	for i, loc := range locs {
+		between := v[last:loc[0]]
+		if i > 0 && locs[i-1][1] == last && len(bytes.TrimSpace(between)) == 0 {
+			between = nil // whitespace between adjacent encoded words
+		}
+		inQuote = writeTracked(&b, toUTF8(between, declared), inQuote)
+		word := decodeWord(v[loc[2]:loc[3]], v[loc[4]:loc[5]], v[loc[6]:loc[7]])
+		word = strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(word)
+		joined := i > 0 && between == nil
+		switch {
+		case inQuote:
+			b.WriteString(word)
+		case joined:
+			// Reopen the quoted string just closed by the previous word.
+			s := strings.TrimSuffix(b.String(), `"`)
+			b.Reset()
+			b.WriteString(s + word + `"`)
+		default:
+			b.WriteString(`"` + word + `"`)
+		}
+		last = loc[1]
+	}
+	writeTracked(&b, toUTF8(v[last:], declared), inQuote)
+	return b.String()
+}
+
+func writeTracked(b *strings.Builder, s string, inQuote bool) bool {
+	escaped := false
+	for _, r := range s {
+		switch {
+		case escaped:
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == '"':
+			inQuote = !inQuote
+		}
+	}
+	b.WriteString(s)
+	return inQuote
+}
+
+// decodeHeader decodes a header value: encoded words (RFC 2047, tolerating
+// raw 8-bit bytes inside them) by their declared charset, raw 8-bit text as
+// UTF-8 if valid, else by the message's declared charset, else as
+// Windows-1252.
+func decodeHeader(v []byte, declared string) string {
+	var b strings.Builder
+	last := 0
+	locs := encodedWord.FindAllSubmatchIndex(v, -1)
+	for i, loc := range locs {
+		between := v[last:loc[0]]
+		if !(i > 0 && locs[i-1][1] == last && len(bytes.TrimSpace(between)) == 0) {
+			b.WriteString(toUTF8(between, declared))
+		}
+		b.WriteString(decodeWord(v[loc[2]:loc[3]], v[loc[4]:loc[5]], v[loc[6]:loc[7]]))
+		last = loc[1]
+	}
+	b.WriteString(toUTF8(v[last:], declared))
+	return b.String()
+}
+
+func decodeWord(charset, enc, text []byte) string {
+	var data []byte
+	if enc[0] == 'b' || enc[0] == 'B' {
+		clean := bytes.TrimRight(bytes.Map(func(r rune) rune {
+			if r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '+' || r == '/' || r == '=' {
+				return r
+			}
+			return -1
+		}, text), "=")
+		d, err := base64.RawStdEncoding.DecodeString(string(clean))
+		if err != nil {
+			return string(text) // keep the undecodable word as it is
+		}
+		data = d
+	} else {
+		data = make([]byte, 0, len(text))
+		for i := 0; i < len(text); i++ {
+			c := text[i]
+			switch {
+			case c == '_':
+				data = append(data, ' ')
+			case c == '=' && i+2 < len(text) && isHex(text[i+1]) && isHex(text[i+2]):
+				h, _ := hex.DecodeString(string(text[i+1 : i+3]))
+				data = append(data, h...)
+				i += 2
+			default:
+				data = append(data, c)
+			}
+		}
+	}
+	cs, _, _ := strings.Cut(string(charset), "*") // RFC 2231 language suffix
+	return convert(data, strings.ToLower(cs))
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// toUTF8 converts raw header text: ASCII and valid UTF-8 as they are, else
+// the declared charset, else Windows-1252.
+func toUTF8(b []byte, declared string) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return convert(b, declared)
+}
+
+// convert decodes data in charset; an unknown charset or invalid UTF-8
+// falls back to UTF-8 if valid, else Windows-1252.
+func convert(data []byte, charset string) string {
+	if enc := lookupCharset(charset); enc != nil {
+		if out, err := enc.NewDecoder().Bytes(data); err == nil && utf8.Valid(out) {
+			return string(out)
+		}
+	}
+	if utf8.Valid(data) {
+		return string(data)
+	}
+	out, _ := charmap.Windows1252.NewDecoder().Bytes(data)
+	return string(out)
+}
+
+func lookupCharset(charset string) encoding.Encoding {
+	switch charset {
+	case "", "utf-8", "utf8", "us-ascii", "ascii":
+		return nil // validity is checked by the caller
+	}
+	enc, err := htmlindex.Get(charset)
+	if err != nil {
+		return nil
+	}
+	return enc
+}
+
+var dateLayouts = []string{
+	"Mon, 2 Jan 2006 15:04:05 -0700",
+	"2 Jan 2006 15:04:05 -0700",
+	"Mon, 2 Jan 2006 15:04:05 MST",
+	"Mon, 2 Jan 2006 15:04 -0700",
+	"Mon, 02 Jan 2006 15:04:05",
+	"Mon Jan 2 15:04:05 2006",
+	"Mon Jan 2 15:04:05 -0700 2006",
+	time.RFC3339,
+}
+
+var dateComment = regexp.MustCompile(`\s*\([^)]*\)\s*$`)
+
+func parseDate(s string) (time.Time, error) {
+	if t, err := mail.ParseDate(s); err == nil {
+		return t, nil
+	}
+	s = strings.Join(strings.Fields(dateComment.ReplaceAllString(s, "")), " ")
+	for _, layout := range dateLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("unparseable date")
+}
+
+func newEnmimeParser() *enmime.Parser {
+	return enmime.NewParser(
+		enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
+		enmime.MultipartWOBoundaryAsSinglePart(true),
+		enmime.MaxStoredPartErrors(maxWarnings),
+	)
+}
+
+// parseBody reads the MIME structure: first the raw message, then (the
+// lenient second pass) the message with its bad header lines dropped, and
+// when both fail the body as plain text.
+func (m *Mail) parseBody(raw, clean, body []byte, declared string) {
+	p := newEnmimeParser()
+	env, err := readEnvelope(p, raw)
+	if err != nil && !bytes.Equal(clean, raw) {
+		env, err = readEnvelope(p, clean)
+	}
+	if err != nil {
+		m.warn("MIME structure unreadable, body kept as text: %v", err)
+		m.Text = toUTF8(body, declared)
+		return
+	}
+	m.Text, m.HTML = env.Text, env.HTML
+	for _, e := range env.Errors {
+		if e.Name == enmime.ErrorPlainTextFromHTML {
+			continue
+		}
+		m.warn("%s", e.Error())
+	}
+	m.collectParts(env.Root)
+}
+
+func readEnvelope(p *enmime.Parser, raw []byte) (env *enmime.Envelope, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			env, err = nil, fmt.Errorf("mime parser panic: %v", r)
+		}
+	}()
+	return p.ReadEnvelope(bytes.NewReader(raw))
+}
+
+// collectParts gathers attachments and inline parts (every leaf that is not
+// a body text part) and the delivery status report, if any.
+func (m *Mail) collectParts(root *enmime.Part) {
+	if root == nil {
+		return
+	}
+	if root.ContentType == "multipart/report" {
+		if _, params, err := mime.ParseMediaType(m.Header.Get("Content-Type")); err == nil {
+			m.dsn.reportType = strings.ToLower(params["report-type"])
+		}
+		if rep, err := dsn.ParseReport(root); err == nil && rep != nil {
+			for _, r := range rep.DeliveryStatus.RecipientDSNs {
+				m.addDSNRecipient(r.Get("Action"), r.Get("Final-Recipient"), r.Get("Original-Recipient"))
+			}
+		}
+	}
+	n := 0
+	root.DepthMatchAll(func(p *enmime.Part) bool {
+		if p.FirstChild != nil || strings.HasPrefix(p.ContentType, "multipart/") {
+			return false
+		}
+		n++
+		isBody := (p.ContentType == "text/plain" || p.ContentType == "text/html" || p.ContentType == "") &&
+			p.Disposition != "attachment" && p.FileName == ""
+		if p == root || isBody {
+			return false
+		}
+		switch p.ContentType {
+		case "message/delivery-status", "message/global-delivery-status":
+			m.dsn.deliveryStatus = true
+			if len(m.dsn.actions) == 0 {
+				m.parseDeliveryStatus(p.Content)
+			}
+		case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers":
+			if m.dsn.original == nil {
+				m.dsn.original, m.dsn.originalRaw = embeddedHeader(p.Content)
+			}
+		}
+		m.Attachments = append(m.Attachments, attachment(p, n))
+		return false
+	})
+}
+
+func (m *Mail) addDSNRecipient(action, final, original string) {
+	action = strings.ToLower(strings.TrimSpace(action))
+	m.dsn.actions = append(m.dsn.actions, action)
+	if action != "" && action != "failed" {
+		return
+	}
+	addr := final
+	if addr == "" {
+		addr = original
+	}
+	if _, a, ok := strings.Cut(addr, ";"); ok {
+		addr = a
+	}
+	addr = strings.ToLower(strings.Trim(strings.TrimSpace(addr), "<>"))
+	if addr != "" {
+		m.dsn.recipients = appendUnique(m.dsn.recipients, addr)
+	}
+}
+
+// parseDeliveryStatus reads the per-recipient field groups of a
+// message/delivery-status body (RFC 3464) that dsn.ParseReport did not
+// reach, e.g. inside a multipart/mixed.
+func (m *Mail) parseDeliveryStatus(content []byte) {
+	content = bytes.ReplaceAll(content, []byte("\r\n"), []byte("\n"))
+	for _, group := range bytes.Split(content, []byte("\n\n")) {
+		fields := map[string]string{}
+		for _, line := range bytes.Split(group, []byte("\n")) {
+			name, value, ok := bytes.Cut(line, []byte(":"))
+			if ok {
+				fields[strings.ToLower(strings.TrimSpace(string(name)))] = strings.TrimSpace(string(value))
+			}
+		}
+		if fields["final-recipient"] != "" || fields["original-recipient"] != "" {
+			m.addDSNRecipient(fields["action"], fields["final-recipient"], fields["original-recipient"])
+		}
+	}
+}
+
+// embeddedHeader reads the header block of an embedded message.
+func embeddedHeader(content []byte) (textproto.MIMEHeader, map[string]string) {
+	var scratch Mail
+	fields, _, _ := splitHeader(content, &scratch)
+	h := textproto.MIMEHeader{}
+	raw := map[string]string{}
+	declared := topCharset(fields)
+	for _, f := range fields {
+		h.Add(f.name, decodeHeader(f.value, declared))
+		raw[f.name] += " " + string(f.value)
+	}
+	return h, raw
+}
+
+func attachment(p *enmime.Part, n int) ticket.Attachment {
+	data := p.Content
+	if data == nil {
+		data = []byte{}
+	}
+	sum := sha256.Sum256(data)
+	name := safeFilename(p.FileName)
+	if name == "" {
+		name = fmt.Sprintf("part-%d%s", n, extension(p.ContentType))
+	}
+	ct := p.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	return ticket.Attachment{
+		Filename:    name,
+		ContentType: ct,
+		Size:        int64(len(data)),
+		SHA256:      hex.EncodeToString(sum[:]),
+		Inline:      p.Disposition == "inline" || (p.Disposition == "" && p.ContentID != ""),
+		ContentID:   strings.Trim(p.ContentID, "<> "),
+		Data:        data,
+	}
+}
+
+// safeFilename keeps the last path element of a file name, as valid UTF-8
+// without control characters.
+func safeFilename(s string) string {
+	s = strings.ToValidUTF8(s, "_")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	s = path.Base(strings.ReplaceAll(s, `\`, "/"))
+	s = strings.TrimSpace(s)
+	if s == "." || s == "/" || s == ".." {
+		return ""
+	}
+	return s
+}
+
+func extension(contentType string) string {
+	switch contentType {
+	case "image/png":
+		return ".png"
+	case "image/jpeg":
+		return ".jpg"
+	case "image/gif":
+		return ".gif"
+	case "text/plain":
+		return ".txt"
+	case "text/html":
+		return ".html"
+	case "text/calendar":
+		return ".ics"
+	case "application/pdf":
+		return ".pdf"
+	case "message/rfc822", "message/global":
+		return ".eml"
+	case "message/delivery-status", "message/global-delivery-status":
+		return ".dsn"
+	case "text/rfc822-headers":
+		return ".txt"
+	}
+	return ".bin"
+}
+
+// sanitize makes every string storable: valid UTF-8 without NUL bytes
+// (PostgreSQL text rejects both).
+func (m *Mail) sanitize() {
+	clean := func(s string) string {
+		return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	}
+	m.Subject, m.FromName = clean(m.Subject), clean(m.FromName)
+	m.Text, m.HTML = clean(m.Text), clean(m.HTML)
+	m.MessageID = clean(m.MessageID)
+	for _, list := range [][]string{m.InReplyTo, m.References, m.ReplyTo, m.To, m.Cc, m.Forwarded} {
+		for i := range list {
+			list[i] = clean(list[i])
+		}
+	}
+	m.From, m.Sender = clean(m.From), clean(m.Sender)
+	for k, vs := range m.Header {
+		for i := range vs {
+			vs[i] = clean(vs[i])
+		}
+		m.Header[k] = vs
+	}
+}

@@ -1,0 +1,407 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+// Store is what processing needs from the ticket store.
+//
+// Lookups that find nothing may answer either (0/zero, nil) or an error
+// for which Options.NotFound reports true (e.g. errors.Is(err,
+// store.ErrNotFound)); both mean "none". Any other error is treated as
+// temporary and returned from Process so that the job retries.
+type Store interface {
+	Inbound(ctx context.Context, id int64) (ticket.Inbound, error)
+	Blob(ctx context.Context, sha256hex string) ([]byte, error)
+	// TicketIDByMessageIDs gives the ticket of the project that has a
+	// message (inbound or outbound) with one of the Message-IDs.
+	TicketIDByMessageIDs(ctx context.Context, projectID int64, messageIDs []string) (int64, error)
+	TicketByID(ctx context.Context, id int64) (ticket.Ticket, error)
+	CommitDelivery(ctx context.Context, d ticket.Delivery) (ticket.Committed, error)
+}
+
+// Project is a desk: the project's ID, key (signs reply keys) and address.
+type Project struct {
+	ID      int64
+	Key     string
+	Address string
+}
+
+// Options tunes a Processor; nil means defaults.
+type Options struct {
+	// Logger receives one line per decision. Defaults to discarding.
+	Logger *slog.Logger
+	// MaxMessageSize in bytes; larger messages fail for good. Defaults to
+	// 25 MB.
+	MaxMessageSize int64
+	// Now is the clock for message timestamps. Defaults to time.Now.
+	Now func() time.Time
+	// NotFound reports whether a Store error means "none" rather than a
+	// failure. Defaults to reporting false (then only (0, nil) means none).
+	NotFound func(error) bool
+}
+
+// DefaultMaxMessageSize is the default of Options.MaxMessageSize.
+const DefaultMaxMessageSize = 25 << 20
+
+// Processor turns inbound ledger rows into committed deliveries.
+type Processor struct {
+	st       Store
+	keys     *ticket.ReplyKeys
+	projects []Project
+	own      []string
+	log      *slog.Logger
+	maxSize  int64
+	now      func() time.Time
+	notFound func(error) bool
+}
+
+// NewProcessor returns a Processor for the given desks. keys verifies reply
+// keys; without keys no reply key threads anything.
+func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Options) *Processor {
+	if opts == nil {
+		opts = &Options{}
+	}
+	p := &Processor{
+		st:       st,
+		keys:     keys,
+		projects: append([]Project(nil), projects...),
+		log:      opts.Logger,
+		maxSize:  cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize),
+		now:      opts.Now,
+		notFound: opts.NotFound,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	p.log = p.log.With("component", "ingest")
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.notFound == nil {
+		p.notFound = func(error) bool { return false }
+	}
+	for _, pr := range projects {
+		if pr.Address != "" {
+			p.own = append(p.own, pr.Address)
+		}
+	}
+	return p
+}
+
+// Process decides what inbound message inboundID is and commits that
+// decision. It is idempotent: a row that already has an outcome returns it.
+//
+// A message that can never succeed (raw bytes missing, larger than
+// MaxMessageSize, unparseable, unknown project) is committed with
+// OutcomeFailed and a human reason, and Process returns no error. Errors
+// returned are store errors, wrapped with the step; they are temporary and
+// the job should retry.
+//
+// Auto-replies, bulk mail and our own mail that cannot be threaded are
+// committed with OutcomeAutoReply, TicketID 0 and a Message that only
+// carries what the ledger shows (from, subject, Message-ID): the store
+// records the ledger row and ignores a Message whose TicketID is 0.
+//
+// Failed deliveries carry no DedupKey, so a later good copy of the same
+// message is not taken for a duplicate.
+func (p *Processor) Process(ctx context.Context, inboundID int64) (ticket.Committed, error) {
+	in, err := p.st.Inbound(ctx, inboundID)
+	if err != nil {
+		return ticket.Committed{}, fmt.Errorf("load inbound %d: %w", inboundID, err)
+	}
+	if in.Outcome != ticket.OutcomeNone {
+		return ticket.Committed{Outcome: in.Outcome, TicketID: in.TicketID, TicketNumber: in.TicketNumber}, nil
+	}
+	log := p.log.With("inbound", in.ID, "project", in.Project)
+
+	fail := func(reason string) (ticket.Committed, error) {
+		log.Warn("inbound message failed", "reason", reason)
+		c, err := p.st.CommitDelivery(ctx, ticket.Delivery{
+			InboundID: in.ID, ProjectID: in.ProjectID, Outcome: ticket.OutcomeFailed, Reason: reason,
+		})
+		if err != nil {
+			return ticket.Committed{}, fmt.Errorf("commit failed inbound %d: %w", in.ID, err)
+		}
+		return c, nil
+	}
+
+	proj, ok := p.project(in.ProjectID)
+	if !ok {
+		return fail(fmt.Sprintf("project %d (%s) is not configured", in.ProjectID, in.Project))
+	}
+	if in.Size > p.maxSize {
+		return fail(tooLarge(in.Size, p.maxSize))
+	}
+	if in.RawSHA256 == "" {
+		return fail("raw message was not stored")
+	}
+	raw, err := p.st.Blob(ctx, in.RawSHA256)
+	switch {
+	case err != nil && p.notFound(err):
+		return fail("raw message " + in.RawSHA256 + " is missing from the store")
+	case err != nil:
+		return ticket.Committed{}, fmt.Errorf("load raw message %s of inbound %d: %w", in.RawSHA256, in.ID, err)
+	}
+	if int64(len(raw)) > p.maxSize {
+		return fail(tooLarge(int64(len(raw)), p.maxSize))
+	}
+	m, err := Parse(raw)
+	if err != nil {
+		return fail("cannot parse message: " + err.Error())
+	}
+
+	d, err := p.decide(ctx, in, proj, m, raw)
+	if err != nil {
+		return ticket.Committed{}, err
+	}
+	c, err := p.st.CommitDelivery(ctx, d)
+	if err != nil {
+		return ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: %w", in.ID, err)
+	}
+	log.Info("inbound message processed", "outcome", c.Outcome, "ticket", c.TicketNumber,
+		"message_id", m.MessageID, "reason", d.Reason)
+	return c, nil
+}
+
+func tooLarge(size, limit int64) string {
+	return fmt.Sprintf("message is %d bytes, larger than the limit of %d bytes", size, limit)
+}
+
+func (p *Processor) project(id int64) (Project, bool) {
+	for _, pr := range p.projects {
+		if pr.ID == id {
+			return pr, true
+		}
+	}
+	return Project{}, false
+}
+
+// decide builds the Delivery for a parsed message.
+func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project, m *Mail, raw []byte) (ticket.Delivery, error) {
+	class, reason := Classify(m, p.own)
+	d := ticket.Delivery{
+		InboundID:  in.ID,
+		ProjectID:  proj.ID,
+		DedupKey:   DedupKey(m, raw),
+		MailDomain: domainOf(proj.Address),
+	}
+	msg := &ticket.Message{
+		InboundID:   in.ID,
+		Direction:   ticket.DirectionInbound,
+		Kind:        ticket.KindEmail,
+		From:        m.From,
+		To:          m.To,
+		Cc:          m.Cc,
+		Subject:     m.Subject,
+		Text:        m.Text,
+		HTML:        m.HTML,
+		MessageID:   m.MessageID,
+		References:  m.References,
+		CreatedAt:   p.now(),
+		Attachments: m.Attachments,
+	}
+	if len(m.InReplyTo) > 0 {
+		msg.InReplyTo = m.InReplyTo[0]
+	}
+	d.Message = msg
+
+	ticketID, how, err := p.thread(ctx, proj, m, class == ClassBounce)
+	if err != nil {
+		return ticket.Delivery{}, err
+	}
+	d.TicketID = ticketID
+	msg.TicketID = ticketID
+
+	switch class {
+	case ClassBounce:
+		d.Outcome = ticket.OutcomeBounce
+		msg.Kind = ticket.KindBounce
+		d.Reason = reason
+		if _, rcpts := BounceOriginal(m); len(rcpts) > 0 {
+			d.Reason += "; failed recipients: " + strings.Join(rcpts, ", ")
+		}
+	case ClassAutoReply, ClassBulk, ClassOwn:
+		d.Outcome = ticket.OutcomeAutoReply
+		msg.Kind = ticket.KindAutoReply
+		d.Reason = string(class) + ": " + reason
+	default:
+		requester := requesterOf(m)
+		if ticketID != 0 {
+			d.Outcome = ticket.OutcomeReplyAdded
+			d.Reason = "reply via " + how
+			d.Reopen = true
+			d.Participants = p.participants(m.Cc, "")
+			break
+		}
+		d.Outcome = ticket.OutcomeTicketCreated
+		d.Reason = "new ticket"
+		subject := m.Subject
+		if subject == "" {
+			subject = "(no subject)"
+		}
+		d.NewTicket = &ticket.Ticket{ProjectID: proj.ID, Subject: subject, Requester: requester}
+		others := append(append([]string(nil), m.To...), m.Cc...)
+		d.Participants = p.participants(others, requester)
+		if requester != "" {
+			d.Participants = append([]string{requester}, d.Participants...)
+		}
+		switch {
+		case NoReply(requester):
+			d.Reason += "; no thank-you: requester is a no-reply address"
+		case p.isDesk(requester):
+			d.Reason += "; no thank-you: requester is a desk address"
+		case suppressesAutoResponse(m):
+			d.Reason += "; no thank-you: X-Auto-Response-Suppress"
+		default:
+			d.Notify = []ticket.Notification{{Kind: ticket.NotifyThankYou, To: requester}}
+		}
+	}
+	return d, nil
+}
+
+// DedupKey identifies a message within its project: "mid:" and the
+// lower-cased Message-ID, or "sha256:" and the hex hash of the raw bytes
+// when there is none.
+func DedupKey(m *Mail, raw []byte) string {
+	if m != nil && m.MessageID != "" {
+		return "mid:" + strings.ToLower(m.MessageID)
+	}
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// requesterOf is the first Reply-To, else From, else Sender.
+func requesterOf(m *Mail) string {
+	if len(m.ReplyTo) > 0 {
+		return m.ReplyTo[0]
+	}
+	return cmp.Or(m.From, m.Sender)
+}
+
+// suppressesAutoResponse reports whether the sender asked for no automatic
+// answer (X-Auto-Response-Suppress: All, OOF or AutoReply).
+func suppressesAutoResponse(m *Mail) bool {
+	for _, v := range m.Header.Values("X-Auto-Response-Suppress") {
+		for _, tok := range strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ',' || r == ' ' }) {
+			if tok == "all" || tok == "oof" || tok == "autoreply" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// participants keeps addresses that are not desks, not exclude and not
+// no-reply, deduplicated.
+func (p *Processor) participants(addrs []string, exclude string) []string {
+	var out []string
+	for _, a := range addrs {
+		if a == "" || strings.EqualFold(a, exclude) || p.isDesk(a) || NoReply(a) {
+			continue
+		}
+		out = appendUnique(out, a)
+	}
+	return out
+}
+
+func (p *Processor) isDesk(addr string) bool {
+	for _, desk := range p.own {
+		if MatchesAddress(addr, desk) {
+			return true
+		}
+	}
+	return false
+}
+
+func domainOf(addr string) string {
+	_, domain, _ := strings.Cut(addr, "@")
+	return strings.ToLower(domain)
+}
+
+// thread finds the ticket a message belongs to, in order: a reply key of
+// this project in a recipient address or References/In-Reply-To entry; a
+// stored Message-ID among In-Reply-To and every References entry; for a
+// bounce, the keys and Message-ID of the bounced original. The subject is
+// never used: anyone can write "[acme#12]". how says which rule matched.
+func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bool) (id int64, how string, err error) {
+	var keySources []string
+	keySources = append(keySources, m.To...)
+	keySources = append(keySources, m.Cc...)
+	keySources = append(keySources, m.Forwarded...)
+	keySources = append(keySources, m.InReplyTo...)
+	keySources = append(keySources, m.References...)
+	if bounce && m.dsn.original != nil {
+		for _, name := range []string{"Reply-To", "References", "In-Reply-To", "From", "Message-Id"} {
+			keySources = append(keySources, m.dsn.originalRaw[name])
+		}
+	}
+	if id, err := p.byReplyKey(ctx, proj, keySources); id != 0 || err != nil {
+		return id, "reply key", err
+	}
+
+	ids := appendUnique(append([]string(nil), m.InReplyTo...), m.References...)
+	how = "In-Reply-To/References"
+	if bounce {
+		if mid, _ := BounceOriginal(m); mid != "" {
+			ids = appendUnique(ids, mid)
+			how = "bounced Message-ID"
+		}
+	}
+	if len(ids) == 0 {
+		return 0, "", nil
+	}
+	id, err = p.st.TicketIDByMessageIDs(ctx, proj.ID, ids)
+	switch {
+	case err != nil && p.notFound(err):
+		return 0, "", nil
+	case err != nil:
+		return 0, "", fmt.Errorf("look up tickets by Message-ID: %w", err)
+	}
+	return id, how, nil
+}
+
+// byReplyKey verifies the candidate keys for proj and returns the first
+// ticket that exists and belongs to proj. Keys of other projects, forged
+// keys and keys of deleted tickets are ignored.
+func (p *Processor) byReplyKey(ctx context.Context, proj Project, sources []string) (int64, error) {
+	if p.keys == nil {
+		return 0, nil
+	}
+	seen := map[string]bool{}
+	for _, s := range sources {
+		for _, key := range ticket.FindReplyKeys(s) {
+			key = strings.ToLower(key)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			id, err := p.keys.Verify(proj.Key, key)
+			if err != nil {
+				p.log.Debug("reply key ignored", "key", key, "err", err)
+				continue
+			}
+			t, err := p.st.TicketByID(ctx, id)
+			switch {
+			case err != nil && p.notFound(err):
+				continue
+			case err != nil:
+				return 0, fmt.Errorf("load ticket %d of reply key: %w", id, err)
+			case t.ID == 0 || t.ProjectID != proj.ID:
+				continue
+			}
+			return t.ID, nil
+		}
+	}
+	return 0, nil
+}
