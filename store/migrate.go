@@ -21,6 +21,29 @@ type migration struct {
 // because on a fresh database step 1 already creates today's models.
 var migrations = []migration{
 	{1, "initial schema", func(tx *gorm.DB) error { return tx.AutoMigrate(allModels()...) }},
+	{2, "bounces and per-recipient notification index", migrateBounces},
+}
+
+// migrateBounces adds the bounces table (a recipient of a ticket whose mail
+// bounced, suppressed until until_ms, Unix milliseconds) and an index for
+// counting a recipient's notifications. Plain SQL that SQLite and
+// PostgreSQL both accept; IF NOT EXISTS keeps it idempotent.
+func migrateBounces(tx *gorm.DB) error {
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS bounces (
+			ticket_id BIGINT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+			email TEXT NOT NULL,
+			until_ms BIGINT NOT NULL,
+			PRIMARY KEY (ticket_id, email)
+		)`,
+		`CREATE INDEX IF NOT EXISTS idx_notifications_recipient ON notifications (project_id, LOWER(recipient), created_at)`,
+	}
+	for _, q := range stmts {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // advisoryLockKey identifies the migration lock in pg_advisory_xact_lock.

@@ -170,6 +170,17 @@ type deadLetterRow struct {
 
 func (deadLetterRow) TableName() string { return "dead_letters" }
 
+// bounceRow is a recipient of a ticket whose mail bounced: automatic mail
+// to it is suppressed until UntilMS (Unix milliseconds). Its table is created
+// by migration 2 in plain SQL, so it is not in allModels.
+type bounceRow struct {
+	TicketID int64  `gorm:"primaryKey;autoIncrement:false"`
+	Email    string `gorm:"primaryKey"` // lower-cased
+	UntilMS  int64  `gorm:"column:until_ms;not null"`
+}
+
+func (bounceRow) TableName() string { return "bounces" }
+
 // allModels is the schema of migration 1, in creation order.
 func allModels() []any {
 	return []any{

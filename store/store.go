@@ -1,7 +1,9 @@
 // Package store is the persistence layer of servicedesk: projects, the
 // per-mailbox fetch lease and cursor (UIDVALIDITY/UID, RFC 9051 section 2.3.1.1),
 // the inbound ledger with content-addressed raw messages (RFC 5322), tickets,
-// messages, attachments, the notification outbox and dead letters.
+// messages, attachments, agents' notes, the notification outbox with
+// per-recipient counts for caps, bounce suppression (recipients whose mail
+// came back as a delivery status notification, RFC 3464) and dead letters.
 //
 // It runs on SQLite (github.com/glebarez/sqlite, pure Go, WAL, immediate
 // transactions, so several processes may share one file) and PostgreSQL

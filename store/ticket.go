@@ -90,7 +90,12 @@ func (s *Store) TicketByNumber(ctx context.Context, projectKey string, number in
 }
 
 func (s *Store) loadTicket(ctx context.Context, where string, args ...any) (ticket.Ticket, error) {
-	db := s.db.WithContext(ctx)
+	return loadTicket(s.db.WithContext(ctx), where, args...)
+}
+
+// loadTicket reads a ticket with participants and messages through db (the
+// store's connection or a transaction).
+func loadTicket(db *gorm.DB, where string, args ...any) (ticket.Ticket, error) {
 	var v ticketView
 	if err := ticketQuery(db).Where(where, args...).Take(&v).Error; err != nil {
 		return ticket.Ticket{}, fmt.Errorf("ticket: %w", notFound(err))
