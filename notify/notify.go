@@ -1,0 +1,264 @@
+// Package notify renders outbound notifications (the thank-you for a new
+// ticket, agents' notes, status notices) from templates and sends them
+// through each project's own SMTP server with go-mail, classifying every
+// failure as temporary or permanent.
+//
+// Standards: RFC 5322 (message format; Message-ID, In-Reply-To and
+// References for threading), RFC 2045-2049 (MIME, a text/plain part with a
+// text/html alternative), RFC 3834 (Auto-Submitted), RFC 5321 (SMTP),
+// RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 (SMTP AUTH).
+//
+// Headers of every notification:
+//   - From: "Project Name" <desk address>; Reply-To: the desk address with
+//     the ticket's reply key as sub-address (support+r1-...@example.test).
+//   - Message-ID: the notification's MailID, fixed when it was queued, so a
+//     retry is recognisably the same mail.
+//   - In-Reply-To: the customer's Message-ID; References: the reply key
+//     reference <r1-...@domain> first (for clients that drop Reply-To), then
+//     the customer's References and Message-ID, so the customer's mail
+//     stays the direct parent as RFC 5322 3.6.4 wants.
+//   - Auto-Submitted: auto-replied for the thank-you, auto-generated for the
+//     others; X-Auto-Response-Suppress: All (no Exchange out-of-office).
+//   - Precedence: bulk only on status notices (closed, reopened,
+//     new_participant), never on mail that answers a person.
+//   - X-Loop: the desk address, so mail of ours that comes back (forwarding
+//     loops, auto-responders that copy headers) is recognisable on ingest.
+//
+// notify imports neither store nor mailbox nor asynq: it declares the Store
+// it needs, and jobs maps Permanent errors to dead letters.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	mail "github.com/wneessen/go-mail"
+
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+// Project is what notify needs of a project.
+type Project struct {
+	ID      int64
+	Key     string // e.g. "acme"
+	Name    string // display name in From
+	Address string // the desk address: From, and the base of Reply-To
+	SMTP    SMTPConfig
+	// PublicURL is the base of links in mails, e.g. https://desk.example.com;
+	// may be empty (no links).
+	PublicURL string
+}
+
+// Store is what notify reads and writes.
+type Store interface {
+	Notification(ctx context.Context, id int64) (ticket.Notification, error)
+	// TicketByID returns the ticket with its Messages and Participants.
+	TicketByID(ctx context.Context, id int64) (ticket.Ticket, error)
+	MarkNotificationSent(ctx context.Context, id int64, at time.Time) error
+	RecordNotificationAttempt(ctx context.Context, id int64, errText string) error
+}
+
+// Options tunes a Deliverer; nil means defaults.
+type Options struct {
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Now is the clock for the Date header and the sent time. Defaults to
+	// time.Now.
+	Now func() time.Time
+	// Templates overrides the default templates, by project key and kind.
+	// A Template with empty Text keeps the default text.
+	Templates map[string]map[ticket.NotificationKind]Template
+	// IdleTimeout closes a pooled SMTP connection unused for this long.
+	// Defaults to 30s.
+	IdleTimeout time.Duration
+}
+
+// Deliverer sends notifications. It is safe for concurrent use; sends of
+// one project share one SMTP connection, one at a time.
+type Deliverer struct {
+	store     Store
+	keys      *ticket.ReplyKeys
+	log       *slog.Logger
+	now       func() time.Time
+	templates map[string]map[ticket.NotificationKind]Template
+	idle      time.Duration
+
+	byID  map[int64]Project
+	byKey map[string]Project
+
+	mu    sync.Mutex
+	conns map[int64]*conn // by project ID
+}
+
+// NewDeliverer returns a Deliverer for projects. st and keys are required.
+func NewDeliverer(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Options) *Deliverer {
+	if st == nil || keys == nil {
+		panic("notify.NewDeliverer: nil store or reply keys")
+	}
+	if opts == nil {
+		opts = &Options{}
+	}
+	d := &Deliverer{
+		store:     st,
+		keys:      keys,
+		log:       opts.Logger,
+		now:       opts.Now,
+		templates: opts.Templates,
+		idle:      opts.IdleTimeout,
+		byID:      make(map[int64]Project, len(projects)),
+		byKey:     make(map[string]Project, len(projects)),
+		conns:     make(map[int64]*conn),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d.log = d.log.With("component", "notify")
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.idle <= 0 {
+		d.idle = 30 * time.Second
+	}
+	for _, p := range projects {
+		d.byID[p.ID] = p
+		d.byKey[strings.ToLower(p.Key)] = p
+	}
+	return d
+}
+
+// Deliver sends notification notificationID once. A notification already
+// sent returns nil without sending again. On success it is marked sent; on
+// failure the attempt is recorded with its error and the error returned,
+// which Permanent classifies. Errors of the Store are wrapped with %w (so
+// a caller can test for its not-found error) and count as temporary.
+func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
+	n, err := d.store.Notification(ctx, notificationID)
+	if err != nil {
+		return &Error{Step: "load notification", Err: fmt.Errorf("notification %d: %w", notificationID, err)}
+	}
+	if n.State == ticket.NotificationSent {
+		d.log.Debug("notification already sent", "notification", n.ID)
+		return nil
+	}
+	log := d.log.With("notification", n.ID, "project", n.Project, "kind", n.Kind)
+
+	err = d.send(ctx, n)
+	// Bookkeeping must survive a cancelled ctx: the mail may be out already.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err != nil {
+		log.Warn("notification not sent", "permanent", Permanent(err), "err", err)
+		if rerr := d.store.RecordNotificationAttempt(bctx, n.ID, err.Error()); rerr != nil {
+			log.Error("record notification attempt", "err", rerr)
+			return errors.Join(err, fmt.Errorf("record attempt: %w", rerr))
+		}
+		return err
+	}
+	if err := d.store.MarkNotificationSent(bctx, n.ID, d.now()); err != nil {
+		// A retry will send the same mail again, with the same Message-ID.
+		log.Error("notification sent but not marked sent", "err", err)
+		return &Error{Step: "mark sent", Err: fmt.Errorf("notification %d: %w", n.ID, err)}
+	}
+	log.Info("notification sent", "message_id", n.MailID)
+	return nil
+}
+
+func (d *Deliverer) send(ctx context.Context, n ticket.Notification) error {
+	p, ok := d.project(n)
+	if !ok {
+		return permanentf("find project", "unknown project %q (id %d)", n.Project, n.ProjectID)
+	}
+	t, err := d.store.TicketByID(ctx, n.TicketID)
+	if err != nil {
+		return &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
+	}
+	out, err := render(p, d.keys, d.templates[p.Key], n, t)
+	if err != nil {
+		return &Error{Step: "render", Permanent: true, Err: err}
+	}
+	m, err := d.message(out)
+	if err != nil {
+		return &Error{Step: "render", Permanent: true, Err: err}
+	}
+	c, err := d.conn(p)
+	if err != nil {
+		return err
+	}
+	return c.send(ctx, m)
+}
+
+func (d *Deliverer) project(n ticket.Notification) (Project, bool) {
+	if p, ok := d.byID[n.ProjectID]; ok && n.ProjectID != 0 {
+		return p, true
+	}
+	p, ok := d.byKey[strings.ToLower(n.Project)]
+	return p, ok && n.Project != ""
+}
+
+// message turns a rendered notification into a go-mail message.
+func (d *Deliverer) message(o *outgoing) (*mail.Msg, error) {
+	m := mail.NewMsg(mail.WithNoDefaultUserAgent())
+	var err error
+	if o.FromName != "" {
+		err = m.FromFormat(o.FromName, o.From)
+	} else {
+		err = m.From(o.From)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("from %q: %w", o.From, err)
+	}
+	if err := m.To(o.To); err != nil {
+		return nil, fmt.Errorf("recipient %q: %w", o.To, err)
+	}
+	if err := m.ReplyTo(o.ReplyTo); err != nil {
+		return nil, fmt.Errorf("reply-to %q: %w", o.ReplyTo, err)
+	}
+	m.Subject(o.Subject)
+	m.SetMessageIDWithValue(strings.TrimSuffix(strings.TrimPrefix(o.MessageID, "<"), ">"))
+	m.SetDateWithValue(d.now())
+	if o.InReplyTo != "" {
+		m.SetGenHeader(mail.HeaderInReplyTo, o.InReplyTo)
+	}
+	if len(o.References) > 0 {
+		m.SetGenHeader(mail.HeaderReferences, strings.Join(o.References, " "))
+	}
+	for _, h := range o.Headers {
+		m.SetGenHeader(mail.Header(h[0]), h[1])
+	}
+	m.SetGenHeader(mail.HeaderXMailer, "servicedesk")
+	m.SetBodyString(mail.TypeTextPlain, o.Text)
+	m.AddAlternativeString(mail.TypeTextHTML, o.HTML)
+	return m, nil
+}
+
+func (d *Deliverer) conn(p Project) (*conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conns == nil {
+		return nil, &Error{Step: "send", Err: errClosed}
+	}
+	c, ok := d.conns[p.ID]
+	if !ok {
+		c = &conn{cfg: p.SMTP, idle: d.idle, log: d.log.With("project", p.Key)}
+		d.conns[p.ID] = c
+	}
+	return c, nil
+}
+
+// Close quits the pooled SMTP connections; Deliver fails afterwards.
+func (d *Deliverer) Close() error {
+	d.mu.Lock()
+	conns := d.conns
+	d.conns = nil
+	d.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	return nil
+}
