@@ -5,8 +5,10 @@
 //
 // Standards: RFC 5322 (message format; Message-ID, In-Reply-To and
 // References for threading), RFC 2045-2049 (MIME, a text/plain part with a
-// text/html alternative), RFC 3834 (Auto-Submitted), RFC 5321 (SMTP),
-// RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 (SMTP AUTH).
+// text/html alternative), RFC 2183 and RFC 2231 (attachment filenames, with
+// an RFC 2047 fallback), RFC 3834 (Auto-Submitted), RFC 6376 and RFC 8463
+// (DKIM), RFC 5321 (SMTP), RFC 3207 (STARTTLS), RFC 8314 (implicit TLS),
+// RFC 4954 (SMTP AUTH).
 //
 // Headers of every notification:
 //   - From: "Project Name" <desk address>; Reply-To: the desk address with
@@ -23,13 +25,31 @@
 //     new_participant), never on mail that answers a person.
 //   - X-Loop: the desk address, so mail of ours that comes back (forwarding
 //     loops, auto-responders that copy headers) is recognisable on ingest.
+//   - DKIM-Signature when the project has a DKIMConfig.
+//
+// A note's attachments travel with it when they total at most
+// Options.MaxAttachmentsSize (10 MB by default); above that the mail lists
+// download links (AttachmentURL) instead.
+//
+// What is never mailed: Deliver suppresses a notification, with the reason
+// in the store and without an error, when its recipient is Unmailable (a
+// no-reply, system or bounce address, or any project's desk address), when
+// the recipient bounces on the ticket, and when automatic mail (thank_you,
+// closed, reopened, new_participant; never an agent's note) to the
+// recipient within the project has reached a Cap. DefaultCaps: at most 3
+// in 10 minutes, 10 in an hour, 30 in a day, counting every automatic
+// notification queued for the recipient, suppressed ones included, so an
+// auto-responder that answers each mail gets 3 and the loop stays cut
+// until it has been quiet for the window.
 //
 // notify imports neither store nor mailbox nor asynq: it declares the Store
 // it needs, and jobs maps Permanent errors to dead letters.
 package notify
 
 import (
+	"cmp"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +73,8 @@ type Project struct {
 	// PublicURL is the base of links in mails, e.g. https://desk.example.com;
 	// may be empty (no links).
 	PublicURL string
+	// DKIM signs the project's mail when set (RFC 6376).
+	DKIM *DKIMConfig
 }
 
 // Store is what notify reads and writes.
@@ -62,6 +84,18 @@ type Store interface {
 	TicketByID(ctx context.Context, id int64) (ticket.Ticket, error)
 	MarkNotificationSent(ctx context.Context, id int64, at time.Time) error
 	RecordNotificationAttempt(ctx context.Context, id int64, errText string) error
+	// SuppressNotification marks a pending notification as not sent on
+	// purpose, with the reason; suppressing it again is a no-op.
+	SuppressNotification(ctx context.Context, id int64, reason string) error
+	// BouncingRecipients returns the lower-cased addresses of the ticket
+	// that are bouncing at at.
+	BouncingRecipients(ctx context.Context, ticketID int64, at time.Time) ([]string, error)
+	// CountNotifications counts the notifications of the given kinds for
+	// recipient (case-insensitive) in the project created at or after
+	// since, in any state but failed.
+	CountNotifications(ctx context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time) (int, error)
+	// AttachmentData returns an attachment's content by its SHA-256 hex.
+	AttachmentData(ctx context.Context, sha256hex string) ([]byte, error)
 }
 
 // Options tunes a Deliverer; nil means defaults.
@@ -77,6 +111,15 @@ type Options struct {
 	// IdleTimeout closes a pooled SMTP connection unused for this long.
 	// Defaults to 30s.
 	IdleTimeout time.Duration
+	// MaxAttachmentsSize is the largest total size, in bytes, of a note's
+	// attachments that is mailed natively; above it the mail lists links
+	// instead. Defaults to DefaultMaxAttachmentsSize (10 MB); negative
+	// means never attach.
+	MaxAttachmentsSize int64
+	// Caps bound the automatic mail (thank_you, closed, reopened,
+	// new_participant) to one recipient within a project. nil means
+	// DefaultCaps(); an empty non-nil slice disables the caps.
+	Caps []Cap
 }
 
 // Deliverer sends notifications. It is safe for concurrent use; sends of
@@ -88,9 +131,14 @@ type Deliverer struct {
 	now       func() time.Time
 	templates map[string]map[ticket.NotificationKind]Template
 	idle      time.Duration
+	maxAttach int64
+	caps      []Cap
+	desks     []string // every project's desk address, lower-cased
 
 	byID  map[int64]Project
 	byKey map[string]Project
+
+	dkimKeys map[int64]crypto.Signer // parsed DKIM keys by project ID, under mu
 
 	mu    sync.Mutex
 	conns map[int64]*conn // by project ID
@@ -111,9 +159,12 @@ func NewDeliverer(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		now:       opts.Now,
 		templates: opts.Templates,
 		idle:      opts.IdleTimeout,
+		maxAttach: cmp.Or(opts.MaxAttachmentsSize, DefaultMaxAttachmentsSize),
+		caps:      opts.Caps,
 		byID:      make(map[int64]Project, len(projects)),
 		byKey:     make(map[string]Project, len(projects)),
 		conns:     make(map[int64]*conn),
+		dkimKeys:  make(map[int64]crypto.Signer),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -125,30 +176,42 @@ func NewDeliverer(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 	if d.idle <= 0 {
 		d.idle = 30 * time.Second
 	}
+	if d.caps == nil {
+		d.caps = DefaultCaps()
+	}
 	for _, p := range projects {
 		d.byID[p.ID] = p
 		d.byKey[strings.ToLower(p.Key)] = p
+		d.desks = append(d.desks, strings.ToLower(strings.TrimSpace(p.Address)))
 	}
 	return d
 }
 
 // Deliver sends notification notificationID once. A notification already
-// sent returns nil without sending again. On success it is marked sent; on
-// failure the attempt is recorded with its error and the error returned,
-// which Permanent classifies. Errors of the Store are wrapped with %w (so
-// a caller can test for its not-found error) and count as temporary.
+// sent or suppressed returns nil without sending again.
+//
+// Before sending, Deliver suppresses the notification (the store records
+// the reason; Deliver returns nil, nothing for a retry or a dead letter)
+// when the recipient is Unmailable (a no-reply, system or desk address of
+// any project), bounces on the ticket, or, for automatic mail, has reached
+// a per-recipient Cap.
+//
+// On success it is marked sent; on failure the attempt is recorded with
+// its error and the error returned, which Permanent classifies. Errors of
+// the Store are wrapped with %w (so a caller can test for its not-found
+// error) and count as temporary.
 func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
 	n, err := d.store.Notification(ctx, notificationID)
 	if err != nil {
 		return &Error{Step: "load notification", Err: fmt.Errorf("notification %d: %w", notificationID, err)}
 	}
-	if n.State == ticket.NotificationSent {
-		d.log.Debug("notification already sent", "notification", n.ID)
+	if n.State == ticket.NotificationSent || n.State == stateSuppressed {
+		d.log.Debug("notification already done", "notification", n.ID, "state", n.State)
 		return nil
 	}
 	log := d.log.With("notification", n.ID, "project", n.Project, "kind", n.Kind)
 
-	err = d.send(ctx, n)
+	suppressed, err := d.send(ctx, n)
 	// Bookkeeping must survive a cancelled ctx: the mail may be out already.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -160,6 +223,13 @@ func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
 		}
 		return err
 	}
+	if suppressed != "" {
+		if err := d.store.SuppressNotification(bctx, n.ID, suppressed); err != nil {
+			return &Error{Step: "suppress", Err: fmt.Errorf("notification %d: %w", n.ID, err)}
+		}
+		log.Info("notification suppressed", "reason", suppressed)
+		return nil
+	}
 	if err := d.store.MarkNotificationSent(bctx, n.ID, d.now()); err != nil {
 		// A retry will send the same mail again, with the same Message-ID.
 		log.Error("notification sent but not marked sent", "err", err)
@@ -169,28 +239,44 @@ func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
 	return nil
 }
 
-func (d *Deliverer) send(ctx context.Context, n ticket.Notification) error {
+// send mails n, or returns why it must not be mailed.
+func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed string, err error) {
 	p, ok := d.project(n)
 	if !ok {
-		return permanentf("find project", "unknown project %q (id %d)", n.Project, n.ProjectID)
+		return "", permanentf("find project", "unknown project %q (id %d)", n.Project, n.ProjectID)
+	}
+	if reason, err := d.suppression(ctx, p, n); err != nil || reason != "" {
+		return reason, err
 	}
 	t, err := d.store.TicketByID(ctx, n.TicketID)
 	if err != nil {
-		return &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
+		return "", &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
 	}
 	out, err := render(p, d.keys, d.templates[p.Key], n, t)
 	if err != nil {
-		return &Error{Step: "render", Permanent: true, Err: err}
+		return "", &Error{Step: "render", Permanent: true, Err: err}
+	}
+	files, err := d.attachments(ctx, p, t, n, out)
+	if err != nil {
+		return "", err
+	}
+	signer, err := d.dkimSigner(p)
+	if err != nil {
+		return "", err
 	}
 	m, err := d.message(out)
 	if err != nil {
-		return &Error{Step: "render", Permanent: true, Err: err}
+		return "", &Error{Step: "render", Permanent: true, Err: err}
+	}
+	attach(m, files)
+	if signer != nil {
+		m.SetDKIM(signer)
 	}
 	c, err := d.conn(p)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return c.send(ctx, m)
+	return "", c.send(ctx, m)
 }
 
 func (d *Deliverer) project(n ticket.Notification) (Project, bool) {
