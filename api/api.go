@@ -1,13 +1,14 @@
-// Package api is the HTTP surface of servicedesk: the read side of the JSON
-// API under /api/v1 (projects, tickets, attachments, the inbound ledger,
-// dead letters and their retry/discard), bearer-token authentication with
-// roles, redaction of email addresses for guests, health and readiness
-// probes, and the mount points for the asynq monitor and Prometheus metrics.
+// Package api is the HTTP surface of servicedesk: the JSON API under
+// /api/v1 (projects, tickets, attachments, the inbound ledger, dead letters
+// and their retry/discard; notes with uploaded attachments, closing and
+// reopening tickets), bearer-token authentication with roles, redaction of
+// email addresses for guests, health and readiness probes, and the mount
+// points for the asynq monitor and Prometheus metrics.
 //
 // Standards: HTTP semantics (RFC 9110), bearer tokens (RFC 6750), basic
-// authentication (RFC 7617), JSON (RFC 8259), Content-Disposition filenames
-// (RFC 6266 with RFC 8187/5987 encoding) and, for what an address looks like,
-// RFC 5322 and RFC 6531.
+// authentication (RFC 7617), JSON (RFC 8259), multipart/form-data uploads
+// (RFC 7578), Content-Disposition filenames (RFC 6266 with RFC 8187/5987
+// encoding) and, for what an address looks like, RFC 5322 and RFC 6531.
 //
 // The package imports neither the store nor the queue: it declares the
 // Backend it needs, and the caller adapts the concrete store and job client.
@@ -71,6 +72,27 @@ type Backend interface {
 	DeadLetters(ctx context.Context, p Page) ([]ticket.DeadLetter, bool, error)
 	RetryDeadLetter(ctx context.Context, id int64) error
 	DiscardDeadLetter(ctx context.Context, id int64) error
+	// AddNote adds an agent's note to a ticket of a project and returns
+	// the stored message with its attachment metadata. A note that is not
+	// internal is to be mailed to the ticket's participants.
+	AddNote(ctx context.Context, project string, number int64, n NoteRequest) (ticket.Message, error)
+	// SetStatus closes or reopens a ticket of a project and returns it as
+	// Ticket does. Setting the status it already has is not an error.
+	SetStatus(ctx context.Context, project string, number int64, status ticket.Status) (ticket.Ticket, error)
+}
+
+// NoteRequest is a note as an agent posted it. The API has checked it
+// before the Backend sees it: Text (as given, not trimmed) or Attachments
+// are not empty, every attachment was read in full within
+// Options.MaxUploadSize, and each has Data, Size, SHA256 (hex),
+// ContentType (a valid media type, by default application/octet-stream)
+// and a safe Filename (base name only, no control characters, at most 255
+// bytes).
+type NoteRequest struct {
+	Author      string // the configured name of the token that posted it
+	Text        string
+	Internal    bool // for agents only; never mailed
+	Attachments []ticket.Attachment
 }
 
 // Options tunes the handler; nil means defaults.
@@ -92,7 +114,14 @@ type Options struct {
 	Monitor http.Handler
 	// Metrics is served at GET /metrics without authentication. May be nil.
 	Metrics http.Handler
+	// MaxUploadSize bounds the whole body of a note request, attachments
+	// and form overhead included, in bytes; a larger one is answered 413
+	// too_large and nothing of it is stored. Defaults to 50 MiB.
+	MaxUploadSize int64
 }
+
+// DefaultMaxUploadSize is the default of Options.MaxUploadSize.
+const DefaultMaxUploadSize = 50 << 20
 
 func (o *Options) withDefaults() Options {
 	var out Options
@@ -104,6 +133,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.ReadyTimeout <= 0 {
 		out.ReadyTimeout = time.Second
+	}
+	if out.MaxUploadSize <= 0 {
+		out.MaxUploadSize = DefaultMaxUploadSize
 	}
 	return out
 }

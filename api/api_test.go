@@ -130,6 +130,8 @@ func TestRolesPerEndpoint(t *testing.T) {
 		{"GET", "/api/v1/deadletters", RoleAgent, 200},
 		{"POST", "/api/v1/deadletters/9/retry", RoleAgent, 202},
 		{"POST", "/api/v1/deadletters/9/discard", RoleAgent, 200},
+		{"POST", "/api/v1/projects/acme/tickets/1/close", RoleAgent, 200},
+		{"POST", "/api/v1/projects/acme/tickets/1/reopen", RoleAgent, 200},
 		{"GET", "/monitor/", RoleAdmin, 200},
 		{"GET", "/monitor/queues/default", RoleAdmin, 200},
 	}

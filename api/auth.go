@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -118,4 +119,12 @@ func authenticate(creds []credential, token string) (credential, bool) {
 		}
 	}
 	return found, ok
+}
+
+// TokenName returns the configured name of the token that authenticated the
+// request whose context ctx is ("token2" for an unnamed second token), or ""
+// when there was none. Handlers behind New use it as the author of what the
+// request writes; the secret itself is never passed on.
+func TokenName(ctx context.Context) string {
+	return infoFrom(ctx).token
 }

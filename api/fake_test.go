@@ -32,6 +32,15 @@ type fakeBackend struct {
 	lastPage    Page
 	retried     []int64
 	discarded   []int64
+	notes       []noteCall
+	statusCalls int
+}
+
+// noteCall is one AddNote the backend received.
+type noteCall struct {
+	project string
+	number  int64
+	note    NoteRequest
 }
 
 func newFakeBackend() *fakeBackend {
@@ -217,6 +226,54 @@ func (f *fakeBackend) RetryDeadLetter(_ context.Context, id int64) error {
 
 func (f *fakeBackend) DiscardDeadLetter(_ context.Context, id int64) error {
 	return f.deadLetter(id, &f.discarded)
+}
+
+func (f *fakeBackend) AddNote(_ context.Context, project string, number int64, n NoteRequest) (ticket.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notes = append(f.notes, noteCall{project, number, n})
+	if f.err != nil {
+		return ticket.Message{}, f.err
+	}
+	for i := range f.tickets {
+		t := &f.tickets[i]
+		if t.Project != project || t.Number != number {
+			continue
+		}
+		m := ticket.Message{
+			ID: 100 + int64(len(f.notes)), Direction: ticket.DirectionOutbound, Kind: ticket.KindNote,
+			From: "support@example.test", Subject: "[" + t.Ref + "] " + t.Subject, Text: n.Text,
+			MessageID: "<note@example.test>", Internal: n.Internal,
+			CreatedAt: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
+		}
+		if !n.Internal {
+			m.To = append([]string{t.Requester}, t.Participants...)
+		}
+		for j, a := range n.Attachments {
+			a.ID = 200 + int64(j)
+			a.Data = nil
+			m.Attachments = append(m.Attachments, a)
+		}
+		t.Messages = append(t.Messages, m)
+		return m, nil
+	}
+	return ticket.Message{}, fmt.Errorf("ticket %s#%d: %w", project, number, ErrNotFound)
+}
+
+func (f *fakeBackend) SetStatus(_ context.Context, project string, number int64, status ticket.Status) (ticket.Ticket, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statusCalls++
+	if f.err != nil {
+		return ticket.Ticket{}, f.err
+	}
+	for i := range f.tickets {
+		if t := &f.tickets[i]; t.Project == project && t.Number == number {
+			t.Status = status
+			return *t, nil
+		}
+	}
+	return ticket.Ticket{}, fmt.Errorf("ticket %s#%d: %w", project, number, ErrNotFound)
 }
 
 var errDatabaseDown = errors.New("dial tcp 10.0.0.5:5432: connect: connection refused (password=hunter2)")

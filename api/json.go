@@ -9,17 +9,30 @@ func Normalize(t *ticket.Ticket) {
 		t.Participants = []string{}
 	}
 	for i := range t.Messages {
-		m := &t.Messages[i]
-		if m.To == nil {
-			m.To = []string{}
-		}
-		if m.Cc == nil {
-			m.Cc = []string{}
-		}
-		if m.Attachments == nil {
-			m.Attachments = []ticket.Attachment{}
-		}
+		normalizeMessage(&t.Messages[i])
 	}
+}
+
+// normalizeMessage makes m's to, cc and attachments [] rather than null.
+func normalizeMessage(m *ticket.Message) {
+	if m.To == nil {
+		m.To = []string{}
+	}
+	if m.Cc == nil {
+		m.Cc = []string{}
+	}
+	if m.Attachments == nil {
+		m.Attachments = []ticket.Attachment{}
+	}
+}
+
+// MessageJSON returns the JSON shape of one message as POST
+// /api/v1/projects/{key}/tickets/{number}/notes answers it under
+// "message": as in a ticket's messages, never null slices. Addresses are
+// not redacted.
+func MessageJSON(m ticket.Message) any {
+	normalizeMessage(&m)
+	return m
 }
 
 // ticketWithMessages is a ticket that always carries "messages", [] when

@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/servicedesk/servicedesk/ticket"
 )
 
 type server struct {
@@ -46,6 +48,9 @@ func New(b Backend, tokens []Token, opts *Options) http.Handler {
 	s.handle("GET /api/v1/projects/{key}/tickets", RoleGuest, s.tickets)
 	s.handle("GET /api/v1/projects/{key}/tickets/{number}", RoleGuest, s.ticket)
 	s.handle("GET /api/v1/projects/{key}/tickets/{number}/attachments/{id}", RoleGuest, s.attachment)
+	s.handle("POST /api/v1/projects/{key}/tickets/{number}/notes", RoleAgent, s.addNote)
+	s.handle("POST /api/v1/projects/{key}/tickets/{number}/close", RoleAgent, s.setStatus(ticket.StatusClosed))
+	s.handle("POST /api/v1/projects/{key}/tickets/{number}/reopen", RoleAgent, s.setStatus(ticket.StatusOpen))
 	s.handle("GET /api/v1/projects/{key}/inbound", RoleAgent, s.inbound)
 	s.handle("GET /api/v1/deadletters", RoleAgent, s.deadLetters)
 	s.handle("POST /api/v1/deadletters/{id}/retry", RoleAgent, s.retryDeadLetter)
