@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/servicedesk/servicedesk/api"
+	"github.com/servicedesk/servicedesk/config"
+	"github.com/servicedesk/servicedesk/jobs"
+	"github.com/servicedesk/servicedesk/store"
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+// apiBackend serves the API from the store and the dead-letter operations.
+type apiBackend struct {
+	st    *store.Store
+	dl    *jobs.DeadLetters
+	agent *jobs.Agent
+}
+
+var _ api.Backend = apiBackend{}
+
+func notFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w", api.ErrNotFound)
+	}
+	return err
+}
+
+func page(p api.Page) store.Page { return store.Page{Page: p.Page, PerPage: p.PerPage} }
+
+func (b apiBackend) Ping(ctx context.Context) error { return b.st.Ping(ctx) }
+
+func (b apiBackend) Projects(ctx context.Context) ([]ticket.Project, error) {
+	return b.st.Projects(ctx)
+}
+
+func (b apiBackend) Tickets(ctx context.Context, q api.TicketQuery) ([]ticket.Ticket, bool, error) {
+	if q.Project != "" {
+		if _, err := b.st.ProjectByKey(ctx, q.Project); err != nil {
+			return nil, false, notFound(err)
+		}
+	}
+	ts, more, err := b.st.Tickets(ctx, store.TicketFilter{Project: q.Project, Status: q.Status}, page(q.Page))
+	return ts, more, notFound(err)
+}
+
+func (b apiBackend) Ticket(ctx context.Context, project string, number int64) (ticket.Ticket, error) {
+	t, err := b.st.TicketByNumber(ctx, project, number)
+	return t, notFound(err)
+}
+
+func (b apiBackend) Attachment(ctx context.Context, project string, number, id int64) (ticket.Attachment, []byte, error) {
+	a, data, err := b.st.Attachment(ctx, project, number, id)
+	return a, data, notFound(err)
+}
+
+func (b apiBackend) Inbound(ctx context.Context, q api.InboundQuery) ([]ticket.Inbound, bool, error) {
+	if q.Project != "" {
+		if _, err := b.st.ProjectByKey(ctx, q.Project); err != nil {
+			return nil, false, notFound(err)
+		}
+	}
+	in, more, err := b.st.ListInbound(ctx, store.InboundFilter{Project: q.Project, Outcome: q.Outcome}, page(q.Page))
+	return in, more, notFound(err)
+}
+
+func (b apiBackend) DeadLetters(ctx context.Context, p api.Page) ([]ticket.DeadLetter, bool, error) {
+	return b.st.DeadLetters(ctx, page(p))
+}
+
+func (b apiBackend) RetryDeadLetter(ctx context.Context, id int64) error {
+	return notFound(b.dl.Retry(ctx, id))
+}
+
+func (b apiBackend) DiscardDeadLetter(ctx context.Context, id int64) error {
+	return notFound(b.dl.Discard(ctx, id))
+}
+
+func apiTokens(ts []config.Token) []api.Token {
+	out := make([]api.Token, 0, len(ts))
+	for _, t := range ts {
+		role, err := api.ParseRole(t.Role)
+		if err != nil {
+			continue // config validation already refused it
+		}
+		out = append(out, api.Token{Name: t.Name, Token: t.Token, SHA256: t.SHA256, Role: role})
+	}
+	return out
+}
+
+func (b apiBackend) AddNote(ctx context.Context, project string, number int64, n api.NoteRequest) (ticket.Message, error) {
+	m, err := b.agent.AddNote(ctx, project, number, jobs.Note{Author: n.Author, Text: n.Text, Internal: n.Internal, Attachments: n.Attachments})
+	return m, notFound(err)
+}
+
+func (b apiBackend) SetStatus(ctx context.Context, project string, number int64, status ticket.Status) (ticket.Ticket, error) {
+	t, err := b.agent.SetStatus(ctx, project, number, status)
+	return t, notFound(err)
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/servicedesk/servicedesk/mailbox"
+	"github.com/servicedesk/servicedesk/notify"
+)
+
+// check prints one line per check, "ok" or "FAIL" with the reason, and
+// fails if any did. It never prints a secret: reasons come from the
+// servers' answers and the config's field names.
+func (c *cli) check(ctx context.Context, args []string) error {
+	if err := parseFlags(newFlags("check"), args); err != nil {
+		return err
+	}
+	failed := false
+	line := func(name string, err error) {
+		if err != nil {
+			failed = true
+			fmt.Fprintf(c.stdout, "FAIL  %-28s %s\n", name, oneLine(err))
+			return
+		}
+		fmt.Fprintf(c.stdout, "ok    %s\n", name)
+	}
+	if err := c.loadConfig(); err != nil {
+		line("config "+c.configPath, err)
+		return errChecksFailed
+	}
+	line("config "+c.configPath, nil)
+
+	step := func(name string, timeout time.Duration, f func(context.Context) error) {
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		line(name, f(sctx))
+	}
+	step("redis", 5*time.Second, func(ctx context.Context) error {
+		_, rdb, err := c.openRedis(ctx)
+		if err == nil {
+			rdb.Close()
+		}
+		return err
+	})
+	step("database", 15*time.Second, func(ctx context.Context) error {
+		st, err := c.openStore(ctx)
+		if err == nil {
+			st.Close()
+		}
+		return err
+	})
+	for _, p := range c.cfg.Projects {
+		step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
+			mb, err := mailbox.Dial(ctx, imapConfig(p), c.log)
+			if err != nil {
+				return err
+			}
+			defer mb.Close()
+			if _, err := mb.Select(ctx, p.IMAP.Folder); err != nil {
+				return fmt.Errorf("select %q: %w", p.IMAP.Folder, err)
+			}
+			return nil // a move target folder is created on first use
+		})
+		step(fmt.Sprintf("project %s smtp %s:%d", p.Key, p.SMTP.Host, p.SMTP.Port), 30*time.Second, func(ctx context.Context) error {
+			return notify.Check(ctx, smtpConfig(p))
+		})
+	}
+	if failed {
+		return errChecksFailed
+	}
+	return nil
+}

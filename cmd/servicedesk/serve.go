@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/servicedesk/servicedesk/api"
+	"github.com/servicedesk/servicedesk/ingest"
+	"github.com/servicedesk/servicedesk/jobs"
+	"github.com/servicedesk/servicedesk/notify"
+)
+
+func (c *cli) serve(ctx context.Context, args []string) error {
+	fs := newFlags("serve")
+	rolesFlag := fs.String("roles", "scheduler,worker,web", "comma-separated roles: scheduler, worker, web")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	roles := map[string]bool{}
+	for _, r := range strings.Split(*rolesFlag, ",") {
+		r = strings.TrimSpace(r)
+		switch r {
+		case "scheduler", "worker", "web":
+			roles[r] = true
+		case "":
+		default:
+			return usageError{fmt.Errorf("--roles: unknown role %q (want scheduler, worker, web)", r)}
+		}
+	}
+	if len(roles) == 0 {
+		return usageError{errors.New("--roles: name at least one role")}
+	}
+
+	rOpt, rdb, err := c.openRedis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	desks, err := c.desks(ctx, st)
+	if err != nil {
+		return err
+	}
+	keys, err := c.replyKeys()
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	enq := jobs.NewEnqueuer(client, c.retries())
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := jobs.NewMetrics(reg)
+
+	var wg sync.WaitGroup
+	var stops []func(context.Context)
+	errc := make(chan error, 3)
+
+	if roles["worker"] {
+		proc := ingest.NewProcessor(ingestStore{st}, keys, ingestProjects(desks),
+			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
+		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log, MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize)})
+		defer deliverer.Close()
+		w := jobs.NewWorker(rdb,
+			jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log),
+			jobs.NewProcessHandler(proc, st, enq, m, c.log),
+			jobs.NewSendHandler(deliverer, notify.Permanent, st, m, c.log),
+			jobs.WorkerOptions{Concurrency: c.cfg.Worker.Concurrency, NotifyConcurrency: c.cfg.Worker.NotifyConcurrency,
+				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D()}, c.log)
+		if err := w.Start(); err != nil {
+			return err
+		}
+		stops = append(stops, w.Stop)
+	}
+	if roles["scheduler"] {
+		s := jobs.NewScheduler(enq, desks, st, c.cfg.Scheduler.Tick.D(), c.log)
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.Run(sctx) }()
+		stops = append(stops, func(context.Context) { cancel() })
+	}
+	if roles["web"] {
+		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))
+		mon := asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: rOpt, PayloadFormatter: payloadFormatter{}})
+		defer mon.Close()
+		handler := api.New(apiBackend{st: st, dl: jobs.NewDeadLetters(st, enq, inspector), agent: jobs.NewAgent(st, enq, desks)}, apiTokens(c.cfg.HTTP.Tokens), &api.Options{
+			Logger: c.log,
+			// The database is checked through the backend's Ping.
+			Ready:      []func(context.Context) error{func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			ReadyNames: []string{"redis"},
+			Monitor:    mon,
+			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		})
+		ln, err := net.Listen("tcp", c.cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", c.cfg.HTTP.Listen, err)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		stops = append(stops, func(ctx context.Context) { _ = srv.Shutdown(ctx) })
+		c.log.Info("http listening", "addr", ln.Addr().String())
+	}
+	c.log.Info("servicedesk started", "roles", *rolesFlag, "projects", len(desks), "version", version)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		c.log.Info("shutting down: draining in-flight work")
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.Worker.ShutdownTimeout.D()+5*time.Second)
+	defer cancel()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i](sctx)
+	}
+	wg.Wait()
+	client.Close()
+	c.log.Info("servicedesk stopped")
+	return runErr
+}
+
+// payloadFormatter shows task payloads in the monitor: they hold IDs only,
+// never a secret or a mail body, so they are shown as they are.
+type payloadFormatter struct{}
+
+func (payloadFormatter) FormatPayload(_ string, payload []byte) string { return string(payload) }

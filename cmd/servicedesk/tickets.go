@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/servicedesk/servicedesk/api"
+	"github.com/servicedesk/servicedesk/jobs"
+	"github.com/servicedesk/servicedesk/store"
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+func (c *cli) migrate(ctx context.Context, args []string) error {
+	if err := parseFlags(newFlags("migrate"), args); err != nil {
+		return err
+	}
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintln(c.stdout, "database schema is up to date")
+	return nil
+}
+
+// listPage is the JSON of a list, as the API answers it.
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func nextPage(p store.Page, more bool) *int {
+	if !more {
+		return nil
+	}
+	n := max(p.Page, 1) + 1
+	return &n
+}
+
+func (c *cli) tickets(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{errors.New("want list or show")}
+	}
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch args[0] {
+	case "list":
+		fs := newFlags("tickets list")
+		project := fs.String("project", "", "only this project")
+		status := fs.String("status", "", "open or closed")
+		pg := fs.Int("page", 1, "page, from 1")
+		per := fs.Int("per-page", 50, "tickets per page (at most 1000)")
+		asJSON := fs.Bool("json", false, "print the API's JSON")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *project != "" {
+			if _, err := st.ProjectByKey(ctx, *project); err != nil {
+				return fmt.Errorf("project %q: %w", *project, err)
+			}
+		}
+		p := store.Page{Page: *pg, PerPage: min(*per, 1000)}
+		ts, more, err := st.Tickets(ctx, store.TicketFilter{Project: *project, Status: ticket.Status(*status)}, p)
+		if err != nil {
+			return err
+		}
+		for i := range ts {
+			api.Normalize(&ts[i])
+		}
+		if *asJSON {
+			return c.printJSON(map[string]any{"tickets": ts, "next_page": nextPage(p, more)})
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REF\tSTATUS\tREQUESTER\tCREATED\tSUBJECT")
+		for _, t := range ts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Ref, t.Status, t.Requester, t.CreatedAt.Format("2006-01-02 15:04"), t.Subject)
+		}
+		return tw.Flush()
+	case "show":
+		fs := newFlags("tickets show")
+		asJSON := fs.Bool("json", false, "print the API's JSON")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return usageError{errors.New("want KEY#NUMBER, e.g. acme#12")}
+		}
+		key, num, ok := strings.Cut(fs.Arg(0), "#")
+		n, err := strconv.ParseInt(num, 10, 64)
+		if !ok || err != nil {
+			return usageError{fmt.Errorf("%q: want KEY#NUMBER, e.g. acme#12", fs.Arg(0))}
+		}
+		t, err := st.TicketByNumber(ctx, key, n)
+		if err != nil {
+			return fmt.Errorf("ticket %s: %w", fs.Arg(0), err)
+		}
+		api.Normalize(&t)
+		if *asJSON {
+			return c.printJSON(t)
+		}
+		fmt.Fprintf(c.stdout, "%s  [%s]  %s\nrequester: %s\nparticipants: %s\ncreated: %s\n",
+			t.Ref, t.Status, t.Subject, t.Requester, strings.Join(t.Participants, ", "), t.CreatedAt.Format("2006-01-02 15:04:05"))
+		for _, m := range t.Messages {
+			fmt.Fprintf(c.stdout, "\n--- %s %s from %s at %s %s\n", m.Direction, m.Kind, m.From, m.CreatedAt.Format("2006-01-02 15:04:05"), m.MessageID)
+			fmt.Fprintln(c.stdout, strings.TrimSpace(m.Text))
+			for _, a := range m.Attachments {
+				fmt.Fprintf(c.stdout, "[attachment %d: %s, %s, %d bytes, sha256 %s]\n", a.ID, a.Filename, a.ContentType, a.Size, a.SHA256)
+			}
+		}
+		return nil
+	}
+	return usageError{fmt.Errorf("unknown subcommand %q: want list or show", args[0])}
+}
+
+func (c *cli) inbound(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "list" {
+		return usageError{errors.New("want list")}
+	}
+	fs := newFlags("inbound list")
+	project := fs.String("project", "", "only this project")
+	outcome := fs.String("outcome", "", "only this outcome")
+	pg := fs.Int("page", 1, "page, from 1")
+	per := fs.Int("per-page", 50, "rows per page (at most 1000)")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	p := store.Page{Page: *pg, PerPage: min(*per, 1000)}
+	rows, more, err := st.ListInbound(ctx, store.InboundFilter{Project: *project, Outcome: ticket.Outcome(*outcome)}, p)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return c.printJSON(map[string]any{"inbound": rows, "next_page": nextPage(p, more)})
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPROJECT\tUID\tOUTCOME\tTICKET\tFROM\tSUBJECT\tREASON")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Project, r.UID, r.Outcome, r.TicketNumber, r.From, r.Subject, r.Reason)
+	}
+	return tw.Flush()
+}
+
+func (c *cli) deadletters(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{errors.New("want list, retry ID or discard ID")}
+	}
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch args[0] {
+	case "list":
+		fs := newFlags("deadletters list")
+		asJSON := fs.Bool("json", false, "print the API's JSON")
+		pg := fs.Int("page", 1, "page, from 1")
+		per := fs.Int("per-page", 50, "rows per page (at most 1000)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		p := store.Page{Page: *pg, PerPage: min(*per, 1000)}
+		dls, more, err := st.DeadLetters(ctx, p)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return c.printJSON(map[string]any{"deadletters": dls, "next_page": nextPage(p, more)})
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tPROJECT\tCREATED\tADDRESS\tMESSAGE-ID\tREASON")
+		for _, d := range dls {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Kind, d.Project, d.CreatedAt.Format("2006-01-02 15:04:05"), d.Address, d.MessageID, d.Reason)
+		}
+		return tw.Flush()
+	case "retry", "discard":
+		if len(args) != 2 {
+			return usageError{fmt.Errorf("%s wants one dead letter ID", args[0])}
+		}
+		id, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil {
+			return usageError{fmt.Errorf("dead letter ID %q: want a number", args[1])}
+		}
+		if args[0] == "discard" {
+			if err := st.DiscardDeadLetter(ctx, id); err != nil {
+				return fmt.Errorf("discard dead letter %d: %w", id, err)
+			}
+			fmt.Fprintf(c.stdout, "dead letter %d discarded\n", id)
+			return nil
+		}
+		_, rdb, err := c.openRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		client := asynq.NewClientFromRedisClient(rdb)
+		dl := jobs.NewDeadLetters(st, jobs.NewEnqueuer(client, c.retries()), asynq.NewInspectorFromRedisClient(rdb))
+		if err := dl.Retry(ctx, id); err != nil {
+			return fmt.Errorf("retry dead letter %d: %w", id, err)
+		}
+		fmt.Fprintf(c.stdout, "dead letter %d queued again\n", id)
+		return nil
+	}
+	return usageError{fmt.Errorf("unknown subcommand %q: want list, retry or discard", args[0])}
+}

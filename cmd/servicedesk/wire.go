@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/servicedesk/servicedesk/config"
+	"github.com/servicedesk/servicedesk/ingest"
+	"github.com/servicedesk/servicedesk/jobs"
+	"github.com/servicedesk/servicedesk/mailbox"
+	"github.com/servicedesk/servicedesk/notify"
+	"github.com/servicedesk/servicedesk/store"
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+// openStore opens the database and brings its schema up to date.
+func (c *cli) openStore(ctx context.Context) (*store.Store, error) {
+	st, err := store.Open(ctx, c.cfg.Database.URL, &store.Options{Logger: c.log})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	return st, nil
+}
+
+// openRedis connects the one Redis client every asynq part shares.
+func (c *cli) openRedis(ctx context.Context) (asynq.RedisConnOpt, redis.UniversalClient, error) {
+	opt, err := jobs.RedisOpt(c.cfg.Redis.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb := jobs.RedisClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, nil, fmt.Errorf("redis unreachable: %v", err)
+	}
+	return opt, rdb, nil
+}
+
+// desks syncs the configured projects into the store and pairs each with
+// its ID.
+func (c *cli) desks(ctx context.Context, st *store.Store) ([]jobs.Desk, error) {
+	ps := make([]ticket.Project, 0, len(c.cfg.Projects))
+	for _, p := range c.cfg.Projects {
+		ps = append(ps, ticket.Project{Key: p.Key, Name: p.Name, Address: p.Address})
+	}
+	synced, err := st.SyncProjects(ctx, ps)
+	if err != nil {
+		return nil, fmt.Errorf("sync projects: %w", err)
+	}
+	ids := map[string]int64{}
+	for _, p := range synced {
+		ids[p.Key] = p.ID
+	}
+	desks := make([]jobs.Desk, 0, len(c.cfg.Projects))
+	for _, p := range c.cfg.Projects {
+		desks = append(desks, jobs.Desk{ID: ids[p.Key], Config: p})
+	}
+	return desks, nil
+}
+
+func (c *cli) replyKeys() (*ticket.ReplyKeys, error) {
+	return ticket.NewReplyKeys([]byte(c.cfg.Mail.ReplyKeySecret))
+}
+
+func imapConfig(p config.Project) mailbox.Config {
+	return mailbox.Config{Host: p.IMAP.Host, Port: p.IMAP.Port, Security: p.IMAP.Security,
+		Username: p.IMAP.Username, Password: p.IMAP.Password, Folder: p.IMAP.Folder,
+		InsecureSkipVerify: p.IMAP.InsecureSkipVerify}
+}
+
+func smtpConfig(p config.Project) notify.SMTPConfig {
+	return notify.SMTPConfig{Host: p.SMTP.Host, Port: p.SMTP.Port, Security: p.SMTP.Security,
+		Username: p.SMTP.Username, Password: p.SMTP.Password, InsecureSkipVerify: p.SMTP.InsecureSkipVerify}
+}
+
+func (c *cli) dialer() jobs.Dialer {
+	return func(ctx context.Context, p config.Project) (jobs.Mailbox, error) {
+		return mailbox.Dial(ctx, imapConfig(p), c.log)
+	}
+}
+
+func ingestProjects(desks []jobs.Desk) []ingest.Project {
+	out := make([]ingest.Project, 0, len(desks))
+	for _, d := range desks {
+		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address})
+	}
+	return out
+}
+
+func notifyProjects(desks []jobs.Desk, publicURL string) []notify.Project {
+	out := make([]notify.Project, 0, len(desks))
+	for _, d := range desks {
+		out = append(out, notify.Project{ID: d.ID, Key: d.Config.Key, Name: d.Config.Name,
+			Address: d.Config.Address, SMTP: smtpConfig(d.Config), PublicURL: publicURL})
+	}
+	return out
+}
+
+var (
+	_ notify.Store = (*store.Store)(nil)
+	_ ingest.Store = ingestStore{}
+)
+
+// ingestStore adapts the store to what ingest asks: "no ticket" is (0, nil).
+type ingestStore struct{ *store.Store }
+
+func (s ingestStore) TicketIDByMessageIDs(ctx context.Context, projectID int64, ids []string) (int64, error) {
+	id, err := s.Store.TicketIDByMessageIDs(ctx, projectID, ids)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	return id, err
+}
+
+func (c *cli) retries() jobs.Retries {
+	return jobs.Retries{Process: c.cfg.Worker.ProcessRetries, Send: c.cfg.Worker.NotifyRetries}
+}

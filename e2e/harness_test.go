@@ -1,0 +1,397 @@
+// Package e2e runs the servicedesk binary against real servers: Redis,
+// SQLite or PostgreSQL, Dovecot (IMAP + LMTP) and OpenSMTPD, started on
+// loopback by internal/mailstack. Nothing here is mocked.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/servicedesk/servicedesk/internal/mailstack"
+	"github.com/servicedesk/servicedesk/store"
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+var binary string // built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "servicedesk-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "servicedesk")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/servicedesk")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build servicedesk: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	desk        = "support@example.test"
+	deskPass    = "secret"
+	adminToken  = "e2e-admin-token-0123456789"
+	replySecret = "e2e-reply-key-secret-0123456789"
+)
+
+// backend is one database the whole pipeline runs on.
+type backend struct {
+	name string
+	url  func(t *testing.T) string
+}
+
+var backends = []backend{
+	{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "desk.db") }},
+	{"postgres", postgresURL},
+}
+
+// postgresURL makes a fresh schema for the test and drops it afterwards.
+func postgresURL(t *testing.T) string {
+	base := os.Getenv("SERVICEDESK_TEST_POSTGRES")
+	if base == "" {
+		base = "postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	schema := "e2e_" + randomHex(6)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("postgres at %s: create schema: %v", base, err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+		admin.Close()
+	})
+	return base + "&search_path=" + schema
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// redisDBs hands each test its own Redis database, so that parallel tests
+// never share asynq queues.
+var (
+	redisMu   sync.Mutex
+	redisNext = 8
+)
+
+func redisURL(t *testing.T) string {
+	redisMu.Lock()
+	db := redisNext
+	redisNext++
+	redisMu.Unlock()
+	if db > 15 {
+		t.Fatal("out of Redis databases for e2e tests")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: db})
+	defer rdb.Close()
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("redis at 127.0.0.1:6379 unreachable: %v", err)
+	}
+	return fmt.Sprintf("redis://127.0.0.1:6379/%d", db)
+}
+
+// desk is a running configuration: the mail stack, a database, Redis and a
+// config file for the binary.
+type deskEnv struct {
+	t        *testing.T
+	stack    *mailstack.Stack
+	dbURL    string
+	config   string
+	httpAddr string
+}
+
+type envOptions struct {
+	desk         string // the desk address and IMAP user; default support@example.test
+	pollInterval string
+	maxSize      string
+	extra        string
+}
+
+func newDesk(t *testing.T, stack *mailstack.Stack, b backend, o envOptions) *deskEnv {
+	t.Helper()
+	if o.pollInterval == "" {
+		o.pollInterval = "1s"
+	}
+	if o.desk == "" {
+		o.desk = desk
+	}
+	if o.maxSize == "" {
+		o.maxSize = "25MB"
+	}
+	imapHost, imapPort, _ := net.SplitHostPort(stack.IMAPAddr)
+	smtpHost, smtpPort, _ := net.SplitHostPort(stack.SMTPAddr)
+	e := &deskEnv{t: t, stack: stack, dbURL: b.url(t), httpAddr: freeAddr(t)}
+	cfg := fmt.Sprintf(`
+redis: {url: %q}
+database: {url: %q}
+http:
+  listen: %s
+  public_url: http://%s
+  tokens: [{name: e2e, token: %s, role: admin}]
+limits: {max_message_size: %s}
+mail: {reply_key_secret: %s}
+scheduler: {tick: 200ms}
+worker: {shutdown_timeout: 10s}
+log: {level: info, format: text}
+projects:
+  - key: acme
+    name: Acme Support
+    address: %s
+    imap: {host: %s, port: %s, security: none, username: %s, password: %s, poll_interval: %s}
+    smtp: {host: %s, port: %s, security: none}
+%s`, redisURL(t), e.dbURL, e.httpAddr, e.httpAddr, adminToken, o.maxSize, replySecret,
+		o.desk, imapHost, imapPort, o.desk, deskPass, o.pollInterval, smtpHost, smtpPort, o.extra)
+	e.config = filepath.Join(t.TempDir(), "servicedesk.yaml")
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a running servicedesk process.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve starts `servicedesk serve` with the given arguments; the process is
+// stopped (SIGTERM, then SIGKILL) when the test ends, and its log is shown
+// if the test failed.
+func (e *deskEnv) serve(args ...string) *proc {
+	e.t.Helper()
+	p := &proc{out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(binary, append([]string{"--config", e.config, "serve"}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatalf("start serve: %v", err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	e.t.Cleanup(func() {
+		p.stop(e.t)
+		if e.t.Failed() {
+			e.t.Logf("serve %v log:\n%s", args, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) error {
+	if p.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Errorf("serve did not exit within 30s of SIGTERM")
+		return <-p.done
+	}
+}
+
+// kill sends SIGKILL: the crash.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.done <- nil
+}
+
+// run runs a CLI command and returns its stdout.
+func (e *deskEnv) run(args ...string) (string, error) {
+	cmd := exec.Command(binary, append([]string{"--config", e.config}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// api GETs a path with the admin token and decodes the JSON answer.
+func (e *deskEnv) api(path string, v any) error {
+	req, _ := http.NewRequest("GET", "http://"+e.httpAddr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, body)
+	}
+	return json.Unmarshal(body, v)
+}
+
+// openStore opens the test's database directly, to count what landed.
+func (e *deskEnv) openStore() *store.Store {
+	e.t.Helper()
+	st, err := store.Open(context.Background(), e.dbURL, nil)
+	if err != nil {
+		e.t.Fatalf("open store: %v", err)
+	}
+	if err := st.Migrate(context.Background()); err != nil {
+		e.t.Fatalf("migrate: %v", err)
+	}
+	e.t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// ledger returns every row of the inbound ledger.
+func ledger(t *testing.T, st *store.Store) []ticket.Inbound {
+	t.Helper()
+	var all []ticket.Inbound
+	for p := 1; ; p++ {
+		rows, more, err := st.ListInbound(context.Background(), store.InboundFilter{}, store.Page{Page: p, PerPage: 1000})
+		if err != nil {
+			t.Fatalf("list ledger: %v", err)
+		}
+		all = append(all, rows...)
+		if !more {
+			return all
+		}
+	}
+}
+
+func tickets(t *testing.T, st *store.Store) []ticket.Ticket {
+	t.Helper()
+	var all []ticket.Ticket
+	for p := 1; ; p++ {
+		ts, more, err := st.Tickets(context.Background(), store.TicketFilter{}, store.Page{Page: p, PerPage: 1000})
+		if err != nil {
+			t.Fatalf("list tickets: %v", err)
+		}
+		all = append(all, ts...)
+		if !more {
+			return all
+		}
+	}
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+}
+
+// custMail builds a customer mail.
+type custMail struct {
+	from, to, cc, subject, body, messageID, inReplyTo, references string
+	headers                                                       []string
+}
+
+func (m custMail) raw() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\n", m.from, m.to)
+	if m.cc != "" {
+		fmt.Fprintf(&b, "Cc: %s\r\n", m.cc)
+	}
+	fmt.Fprintf(&b, "Subject: %s\r\nDate: %s\r\n", m.subject, time.Now().Format(time.RFC1123Z))
+	if m.messageID != "" {
+		fmt.Fprintf(&b, "Message-ID: %s\r\n", m.messageID)
+	}
+	if m.inReplyTo != "" {
+		fmt.Fprintf(&b, "In-Reply-To: %s\r\n", m.inReplyTo)
+	}
+	if m.references != "" {
+		fmt.Fprintf(&b, "References: %s\r\n", m.references)
+	}
+	for _, h := range m.headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	b.WriteString(strings.ReplaceAll(m.body, "\n", "\r\n") + "\r\n")
+	return []byte(b.String())
+}
+
+func splitHostPort(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, n
+}

@@ -1,0 +1,87 @@
+package jobs
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/servicedesk/servicedesk/ticket"
+)
+
+// Metrics are the pipeline's own counters, on an injected registry. A nil
+// *Metrics records nothing.
+type Metrics struct {
+	fetchRuns     *prometheus.CounterVec
+	fetchFailures *prometheus.CounterVec
+	fetchSeconds  *prometheus.HistogramVec
+	lastSuccess   *prometheus.GaugeVec
+	fetchedMsgs   *prometheus.CounterVec
+	outcomes      *prometheus.CounterVec
+	latencies     *prometheus.HistogramVec
+	sends         *prometheus.CounterVec
+}
+
+// NewMetrics registers the metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		fetchRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_fetch_runs_total",
+			Help: "Fetch runs per mailbox."}, []string{"project"}),
+		fetchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_fetch_failures_total",
+			Help: "Fetch runs that failed, per mailbox."}, []string{"project"}),
+		fetchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "servicedesk_fetch_duration_seconds",
+			Help: "Duration of fetch runs.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"project"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "servicedesk_mailbox_last_success_timestamp_seconds",
+			Help: "Unix time of the mailbox's last successful fetch (alert on time() - this)."}, []string{"project"}),
+		fetchedMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_fetched_messages_total",
+			Help: "Messages listed by fetch runs."}, []string{"project"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_inbound_messages_total",
+			Help: "Inbound messages by outcome."}, []string{"project", "outcome"}),
+		latencies: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "servicedesk_ingest_latency_seconds",
+			Help: "Fetched to ticket committed.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"project"}),
+		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_notifications_sent_total",
+			Help: "Send attempts by result: ok, temporary, permanent."}, []string{"result"}),
+	}
+	reg.MustRegister(m.fetchRuns, m.fetchFailures, m.fetchSeconds, m.lastSuccess, m.fetchedMsgs, m.outcomes, m.latencies, m.sends)
+	return m
+}
+
+func (m *Metrics) fetchDone(project string, start, end time.Time, err error) {
+	if m == nil {
+		return
+	}
+	m.fetchRuns.WithLabelValues(project).Inc()
+	m.fetchSeconds.WithLabelValues(project).Observe(end.Sub(start).Seconds())
+	if err != nil {
+		m.fetchFailures.WithLabelValues(project).Inc()
+	}
+}
+
+func (m *Metrics) fetchSucceeded(project string, at time.Time) {
+	if m != nil {
+		m.lastSuccess.WithLabelValues(project).Set(float64(at.Unix()))
+	}
+}
+
+func (m *Metrics) fetched(project string, n int) {
+	if m != nil {
+		m.fetchedMsgs.WithLabelValues(project).Add(float64(n))
+	}
+}
+
+func (m *Metrics) outcome(project string, o ticket.Outcome) {
+	if m != nil {
+		m.outcomes.WithLabelValues(project, string(o)).Inc()
+	}
+}
+
+func (m *Metrics) latency(project string, d time.Duration) {
+	if m != nil {
+		m.latencies.WithLabelValues(project).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) sent(result string) {
+	if m != nil {
+		m.sends.WithLabelValues(result).Inc()
+	}
+}

@@ -1,0 +1,79 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// OutboxStore lists notifications committed but possibly never enqueued.
+type OutboxStore interface {
+	PendingNotifications(ctx context.Context, createdBefore time.Time, limit int) ([]int64, error)
+}
+
+// Scheduler makes every mailbox due once per poll_interval. Any number of
+// schedulers may run: each names the fetch after the interval slot it falls
+// in (unix time / poll_interval), so all of them enqueue the same task ID and
+// Redis keeps exactly one. A slow or broken mailbox never delays another:
+// each fetch is its own task.
+type Scheduler struct {
+	enqueue *Enqueuer
+	desks   []Desk
+	outbox  OutboxStore
+	tick    time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// NewScheduler wires a scheduler. tick is how often it looks (scheduler.tick).
+func NewScheduler(enq *Enqueuer, desks []Desk, outbox OutboxStore, tick time.Duration, logger *slog.Logger) *Scheduler {
+	return &Scheduler{enqueue: enq, desks: desks, outbox: outbox, tick: tick, log: logger.With("component", "scheduler"), now: time.Now}
+}
+
+// Run schedules until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	t := time.NewTicker(s.tick)
+	defer t.Stop()
+	last := map[string]int64{}
+	var lastSweep time.Time
+	for {
+		now := s.now()
+		for _, d := range s.desks {
+			iv := d.Config.IMAP.PollInterval.D()
+			slot := now.UnixNano() / int64(iv)
+			if last[d.Config.Key] == slot {
+				continue
+			}
+			if _, err := s.enqueue.Fetch(ctx, d.Config.Key, strconv.FormatInt(slot, 10), iv); err != nil {
+				s.log.Warn("enqueue fetch", "project", d.Config.Key, "err", err)
+				continue // try again next tick
+			}
+			last[d.Config.Key] = slot
+		}
+		if now.Sub(lastSweep) >= 30*time.Second {
+			lastSweep = now
+			s.sweepOutbox(ctx, now)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// sweepOutbox enqueues notifications whose enqueue after commit was lost.
+func (s *Scheduler) sweepOutbox(ctx context.Context, now time.Time) {
+	ids, err := s.outbox.PendingNotifications(ctx, now.Add(-time.Minute), 500)
+	if err != nil {
+		s.log.Warn("outbox sweep", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if _, err := s.enqueue.Send(ctx, id); err != nil {
+			s.log.Warn("outbox sweep enqueue", "notification", id, "err", err)
+			return
+		}
+	}
+}
