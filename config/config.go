@@ -114,6 +114,10 @@ type Worker struct {
 	// ProcessRetries is how often a message that fails to process is retried
 	// before it becomes a dead letter. Defaults to 8.
 	ProcessRetries int `yaml:"process_retries"`
+	// NotifyBackoff is the retry ladder of a temporarily failing send; its
+	// last step repeats. Defaults to 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h,
+	// 4h, 8h, 12h.
+	NotifyBackoff []Duration `yaml:"notify_backoff"`
 	// NotifyRetries is how often a temporarily failing send is retried
 	// before it becomes a dead letter. Defaults to 12 (about two days).
 	NotifyRetries int `yaml:"notify_retries"`

@@ -229,6 +229,11 @@ type Delivery struct {
 	// Participants are added to the ticket (deduplicated, case-insensitive).
 	Participants []string
 	Reopen       bool // reopen the ticket if closed
+	// Bouncing lists recipients of our mail that a delivery-status bounce
+	// reported failed; automatic mail to them on the ticket is suppressed
+	// until BouncingUntil.
+	Bouncing      []string
+	BouncingUntil time.Time
 	// Notify lists outbound mails to queue in the same transaction; the store
 	// fills ProjectID, TicketID, MessageID and MailID.
 	Notify []Notification

@@ -25,6 +25,8 @@ commands:
   check                                  validate config, connect to Redis, DB, every IMAP and SMTP server
   tickets list [--project KEY] [--status open|closed] [--page N] [--per-page N] [--json]
   tickets show KEY#NUMBER [--json]
+  tickets reply KEY#NUMBER --text TEXT [--attach FILE]... [--internal] [--author NAME]
+  tickets close KEY#NUMBER | tickets reopen KEY#NUMBER
   deadletters list [--json] | retry ID | discard ID
   inbound list [--project KEY] [--outcome O] [--json]
   version

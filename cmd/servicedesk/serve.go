@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/servicedesk/servicedesk/api"
+	"github.com/servicedesk/servicedesk/config"
 	"github.com/servicedesk/servicedesk/ingest"
 	"github.com/servicedesk/servicedesk/jobs"
 	"github.com/servicedesk/servicedesk/notify"
@@ -84,7 +85,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			jobs.NewProcessHandler(proc, st, enq, m, c.log),
 			jobs.NewSendHandler(deliverer, notify.Permanent, st, m, c.log),
 			jobs.WorkerOptions{Concurrency: c.cfg.Worker.Concurrency, NotifyConcurrency: c.cfg.Worker.NotifyConcurrency,
-				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D()}, c.log)
+				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D(), SendBackoff: durations(c.cfg.Worker.NotifyBackoff)}, c.log)
 		if err := w.Start(); err != nil {
 			return err
 		}
@@ -148,3 +149,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 type payloadFormatter struct{}
 
 func (payloadFormatter) FormatPayload(_ string, payload []byte) string { return string(payload) }
+
+func durations(ds []config.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.D()
+	}
+	return out
+}

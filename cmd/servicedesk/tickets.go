@@ -47,7 +47,15 @@ func nextPage(p store.Page, more bool) *int {
 
 func (c *cli) tickets(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{errors.New("want list or show")}
+		return usageError{errors.New("want list, show, reply, close or reopen")}
+	}
+	switch args[0] {
+	case "reply":
+		return c.reply(ctx, args[1:])
+	case "close":
+		return c.setStatus(ctx, ticket.StatusClosed, args[1:])
+	case "reopen":
+		return c.setStatus(ctx, ticket.StatusOpen, args[1:])
 	}
 	st, err := c.openStore(ctx)
 	if err != nil {
@@ -96,10 +104,9 @@ func (c *cli) tickets(ctx context.Context, args []string) error {
 		if fs.NArg() != 1 {
 			return usageError{errors.New("want KEY#NUMBER, e.g. acme#12")}
 		}
-		key, num, ok := strings.Cut(fs.Arg(0), "#")
-		n, err := strconv.ParseInt(num, 10, 64)
-		if !ok || err != nil {
-			return usageError{fmt.Errorf("%q: want KEY#NUMBER, e.g. acme#12", fs.Arg(0))}
+		key, n, err := parseRef(fs.Arg(0))
+		if err != nil {
+			return err
 		}
 		t, err := st.TicketByNumber(ctx, key, n)
 		if err != nil {
@@ -120,7 +127,7 @@ func (c *cli) tickets(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown subcommand %q: want list or show", args[0])}
+	return usageError{fmt.Errorf("unknown subcommand %q: want list, show, reply, close or reopen", args[0])}
 }
 
 func (c *cli) inbound(ctx context.Context, args []string) error {
