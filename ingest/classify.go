@@ -17,6 +17,10 @@ const (
 	ClassOwn       Class = "own"        // our own mail coming back: record, never answer
 )
 
+// VerificationHeader marks the mail `servicedesk projects verify` sends to
+// a desk's own address.
+const VerificationHeader = "X-Servicedesk-Verification"
+
 // Classify says what kind of mail m is and why (the header or rule that
 // decided, e.g. "Auto-Submitted: auto-replied"). own lists every desk
 // address of every project; mail from one of them is our own mail coming
@@ -55,6 +59,11 @@ func Classify(m *Mail, own []string) (Class, string) {
 	}
 	h := func(name string) string { return strings.TrimSpace(m.Header.Get(name)) }
 	lower := func(name string) string { return strings.ToLower(h(name)) }
+	if h(VerificationHeader) != "" {
+		// Our own address verification coming back, whatever a relay did
+		// to its From: never a ticket, never answered.
+		return ClassOwn, VerificationHeader + " present (address verification)"
+	}
 
 	ct := lower("Content-Type")
 	if m.dsn.reportType == "delivery-status" || (strings.HasPrefix(ct, "multipart/report") && strings.Contains(ct, "delivery-status")) {

@@ -22,6 +22,7 @@ type migration struct {
 var migrations = []migration{
 	{1, "initial schema", func(tx *gorm.DB) error { return tx.AutoMigrate(allModels()...) }},
 	{2, "bounces and per-recipient notification index", migrateBounces},
+	{3, "project address verifications", migrateVerifications},
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail

@@ -140,8 +140,10 @@ func setupUnmigrated(t *testing.T, e *env) *env {
 	fresh := setup(t, backend)
 	// Undo setup's migration so the two stores race on an empty database.
 	// Tables of later steps (plain SQL, not models) go first.
-	if err := fresh.s.db.Exec("DROP TABLE IF EXISTS bounces").Error; err != nil {
-		t.Fatalf("drop table bounces: %v", err)
+	for _, table := range []string{"verifications", "bounces"} {
+		if err := fresh.s.db.Exec("DROP TABLE IF EXISTS " + table).Error; err != nil {
+			t.Fatalf("drop table %s: %v", table, err)
+		}
 	}
 	models := append([]any{&schemaMigration{}}, allModels()...)
 	for i := len(models) - 1; i >= 0; i-- {

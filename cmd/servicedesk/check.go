@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/servicedesk/servicedesk/jobs"
 	"github.com/servicedesk/servicedesk/mailbox"
 	"github.com/servicedesk/servicedesk/notify"
+	"github.com/servicedesk/servicedesk/store"
 )
 
 // check prints one line per check, "ok" or "FAIL" with the reason, and
@@ -43,13 +45,15 @@ func (c *cli) check(ctx context.Context, args []string) error {
 		}
 		return err
 	})
+	var st *store.Store
 	step("database", 15*time.Second, func(ctx context.Context) error {
-		st, err := c.openStore(ctx)
-		if err == nil {
-			st.Close()
-		}
+		var err error
+		st, err = c.openStore(ctx)
 		return err
 	})
+	if st != nil {
+		defer st.Close()
+	}
 	for _, p := range c.cfg.Projects {
 		step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
 			mb, err := mailbox.Dial(ctx, imapConfig(p), c.log)
@@ -65,9 +69,31 @@ func (c *cli) check(ctx context.Context, args []string) error {
 		step(fmt.Sprintf("project %s smtp %s:%d", p.Key, p.SMTP.Host, p.SMTP.Port), 30*time.Second, func(ctx context.Context) error {
 			return notify.Check(ctx, smtpConfig(p))
 		})
+		if st != nil {
+			c.verificationLine(ctx, st, p.Key, line)
+		}
 	}
 	if failed {
 		return errChecksFailed
 	}
 	return nil
+}
+
+// verificationLine reports the project's last address verification, when
+// there was one: a failed verification fails the check.
+func (c *cli) verificationLine(ctx context.Context, st *store.Store, key string, line func(string, error)) {
+	p, err := st.ProjectByKey(ctx, key)
+	if err != nil {
+		return
+	}
+	v, err := st.VerificationOf(ctx, p.ID)
+	if err != nil || v.FinishedAt.IsZero() {
+		return
+	}
+	name := fmt.Sprintf("project %s verification", key)
+	if v.Status == jobs.VerifyOK {
+		line(name+" ("+v.FinishedAt.Format(time.RFC3339)+")", nil)
+		return
+	}
+	line(name, fmt.Errorf("%s at %s: %s", v.Status, v.FinishedAt.Format(time.RFC3339), v.Detail))
 }

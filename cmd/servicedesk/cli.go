@@ -29,6 +29,7 @@ commands:
   tickets close KEY#NUMBER | tickets reopen KEY#NUMBER
   deadletters list [--json] | retry ID | discard ID
   inbound list [--project KEY] [--outcome O] [--json]
+  projects list | projects verify KEY [--timeout 5m]   (verify needs running workers)
   version
 
 --config defaults to $SERVICEDESK_CONFIG, else ./servicedesk.yaml.
@@ -71,6 +72,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		"tickets":     c.tickets,
 		"deadletters": c.deadletters,
 		"inbound":     c.inbound,
+		"projects":    c.projects,
 	}
 	f, ok := commands[cmd]
 	if !ok {
