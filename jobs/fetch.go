@@ -43,7 +43,7 @@ type FetchStore interface {
 	RecordFetched(ctx context.Context, in ticket.Inbound, raw []byte) (int64, bool, error)
 	AttachRaw(ctx context.Context, inboundID int64, raw []byte) error
 	RejectInbound(ctx context.Context, inboundID int64, reason string) error
-	UnprocessedInbound(ctx context.Context, projectID int64, limit int) ([]int64, error)
+	UnprocessedInbound(ctx context.Context, projectID int64, fetchedBefore time.Time, limit int) ([]int64, error)
 	UnappliedInbound(ctx context.Context, projectID int64, uidValidity uint32, limit int) ([]ticket.Inbound, error)
 	MarkApplied(ctx context.Context, ids []int64) error
 	RefetchInbound(ctx context.Context, projectID int64, uidValidity uint32, limit int) ([]ticket.Inbound, error)
@@ -98,9 +98,9 @@ func (f *Fetcher) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	f.metrics.fetchDone(d.Config.Key, start, f.now(), err)
 	if err != nil {
 		if rerr := f.store.RecordMailboxRun(context.WithoutCancel(ctx), d.ID, f.now(), err.Error()); rerr != nil {
-			f.log.Error("record mailbox failure", "project", d.Config.Key, "err", rerr)
+			taskLog(ctx, f.log).Error("record mailbox failure", "project", d.Config.Key, "err", rerr)
 		}
-		f.log.Warn("fetch failed", "project", d.Config.Key, "err", err, "temporary", mailbox.Temporary(err))
+		taskLog(ctx, f.log).Warn("fetch failed", "project", d.Config.Key, "err", err, "temporary", mailbox.Temporary(err))
 		return err
 	}
 	if more != "" {
@@ -121,7 +121,7 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		return "", fmt.Errorf("acquire mailbox lease: %w", err)
 	}
 	if !ok {
-		f.log.Debug("mailbox busy, skipping", "project", d.Config.Key)
+		taskLog(ctx, f.log).Debug("mailbox busy, skipping", "project", d.Config.Key)
 		return "", nil
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -129,7 +129,7 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	go f.renew(ctx, cancel, d.ID)
 	defer func() {
 		if err := f.store.ReleaseMailbox(context.WithoutCancel(ctx), d.ID, f.owner); err != nil {
-			f.log.Warn("release mailbox lease", "project", d.Config.Key, "err", err)
+			taskLog(ctx, f.log).Warn("release mailbox lease", "project", d.Config.Key, "err", err)
 		}
 	}()
 
@@ -145,7 +145,7 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	lastUID := state.LastUID
 	if state.UIDValidity != st.UIDValidity {
 		if state.UIDValidity != 0 {
-			f.log.Warn("UIDVALIDITY changed: rescanning the whole folder; already ingested mail is recognised as duplicate",
+			taskLog(ctx, f.log).Warn("UIDVALIDITY changed: rescanning the whole folder; already ingested mail is recognised as duplicate",
 				"project", d.Config.Key, "old", state.UIDValidity, "new", st.UIDValidity)
 		}
 		lastUID = 0
@@ -176,7 +176,7 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 				return "", fmt.Errorf("record too-large UID %d: %w", e.UID, err)
 			}
 			f.metrics.outcome(d.Config.Key, ticket.OutcomeRejected)
-			f.log.Warn("message too large: dead letter, left in the mailbox", "project", d.Config.Key, "uid", e.UID, "size", e.Size)
+			taskLog(ctx, f.log).Warn("message too large: dead letter, left in the mailbox", "project", d.Config.Key, "uid", e.UID, "size", e.Size)
 			continue
 		}
 		wanted = append(wanted, e.UID)
@@ -206,8 +206,9 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	if more == "" {
 		// The sweep: ledger rows whose process task was lost (Redis
 		// flushed, crash between commit and enqueue) are queued again;
-		// task IDs make this a no-op for the ones still queued.
-		ids, err := f.store.UnprocessedInbound(ctx, d.ID, 500)
+		// task IDs make this a no-op for the ones still queued. Only rows
+		// a minute old: a fresh backlog is in the queue already.
+		ids, err := f.store.UnprocessedInbound(ctx, d.ID, f.now().Add(-time.Minute), 500)
 		if err != nil {
 			return "", fmt.Errorf("list unprocessed mail: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -259,11 +260,12 @@ func (s *Store) Inbound(ctx context.Context, id int64) (ticket.Inbound, error) {
 }
 
 // UnprocessedInbound returns the IDs of rows of a project that have their
-// raw message but no outcome yet, oldest first.
-func (s *Store) UnprocessedInbound(ctx context.Context, projectID int64, limit int) ([]int64, error) {
+// raw message but no outcome yet and were fetched before fetchedBefore,
+// oldest first: the work whose process task may have been lost.
+func (s *Store) UnprocessedInbound(ctx context.Context, projectID int64, fetchedBefore time.Time, limit int) ([]int64, error) {
 	var ids []int64
 	err := s.db.WithContext(ctx).Model(&inboundRow{}).
-		Where("project_id = ? AND outcome = '' AND raw_sha256 IS NOT NULL", projectID).
+		Where("project_id = ? AND outcome = '' AND raw_sha256 IS NOT NULL AND received_at < ?", projectID, fetchedBefore.UTC()).
 		Order("id").Limit(limitOr(limit)).Pluck("id", &ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("list unprocessed inbound of project %d: %w", projectID, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -58,9 +59,21 @@ func TestRecordFetched(t *testing.T) {
 			if n := countRows(t, e.s, "blobs"); n != 1 {
 				t.Fatalf("blobs has %d rows, want 1 (content-addressed)", n)
 			}
-			ids, err := e.s.UnprocessedInbound(ctx, p.ID, 10)
+			ids, err := e.s.UnprocessedInbound(ctx, p.ID, farFuture, 10)
 			if err != nil || len(ids) != 2 || ids[0] != id {
 				t.Fatalf("UnprocessedInbound = %v, %v; want two ids, %d first", ids, err, id)
+			}
+		})
+		t.Run("only rows fetched before the cut-off are swept", func(t *testing.T) {
+			fetched, err := e.s.Inbound(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids, _ := e.s.UnprocessedInbound(ctx, p.ID, fetched.ReceivedAt.Add(-time.Minute), 10); len(ids) != 0 {
+				t.Fatalf("UnprocessedInbound(a minute before the fetch) = %v; want none", ids)
+			}
+			if ids, _ := e.s.UnprocessedInbound(ctx, p.ID, fetched.ReceivedAt.Add(time.Minute), 10); len(ids) != 2 {
+				t.Fatalf("UnprocessedInbound(a minute after the fetch) = %v; want both rows", ids)
 			}
 		})
 		t.Run("rejected without raw opens a dead letter", func(t *testing.T) {
@@ -83,7 +96,7 @@ func TestRecordFetched(t *testing.T) {
 			if dls[0] != want {
 				t.Fatalf("dead letter = %+v, want %+v", dls[0], want)
 			}
-			ids, _ := e.s.UnprocessedInbound(ctx, p.ID, 10)
+			ids, _ := e.s.UnprocessedInbound(ctx, p.ID, farFuture, 10)
 			if slices.Contains(ids, rid) {
 				t.Fatalf("UnprocessedInbound = %v includes the rejected row %d", ids, rid)
 			}
@@ -175,3 +188,6 @@ func TestListInboundPages(t *testing.T) {
 		}
 	})
 }
+
+// farFuture makes UnprocessedInbound consider every row, however fresh.
+var farFuture = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -167,7 +167,7 @@ func TestDeadLetters(t *testing.T) {
 			if in.Outcome != ticket.OutcomeNone || in.Reason != "parse: garbage" {
 				t.Fatalf("inbound after retry = %+v, want no outcome and the reason kept", in)
 			}
-			if ids, _ := e.s.UnprocessedInbound(ctx, p.ID, 10); !slices.Contains(ids, failed) {
+			if ids, _ := e.s.UnprocessedInbound(ctx, p.ID, farFuture, 10); !slices.Contains(ids, failed) {
 				t.Fatalf("UnprocessedInbound = %v, want it to include %d", ids, failed)
 			}
 			_, err = e.s.RetryDeadLetter(ctx, byKind["failed"].ID)
@@ -190,7 +190,7 @@ func TestDeadLetters(t *testing.T) {
 			if again, _ := e.s.RefetchInbound(ctx, p.ID, 7, 10); len(again) != 0 {
 				t.Fatalf("RefetchInbound after AttachRaw = %+v, want none", again)
 			}
-			if ids, _ := e.s.UnprocessedInbound(ctx, p.ID, 10); !slices.Contains(ids, rejected) {
+			if ids, _ := e.s.UnprocessedInbound(ctx, p.ID, farFuture, 10); !slices.Contains(ids, rejected) {
 				t.Fatalf("UnprocessedInbound = %v, want the refetched row %d", ids, rejected)
 			}
 			if err := e.s.RejectInbound(ctx, rejected, "still too large"); err != nil {
