@@ -67,7 +67,7 @@ type Fetcher struct {
 	metrics *Metrics
 	now     func() time.Time
 	// LeaseTTL bounds how long a crashed fetcher keeps others off its
-	// mailbox. Defaults to 2m; renewed every third of it while running.
+	// mailbox. Defaults to 30s; renewed every third of it while running.
 	LeaseTTL time.Duration
 }
 
@@ -76,7 +76,7 @@ func NewFetcher(st FetchStore, dial Dialer, enq *Enqueuer, desks []Desk, maxSize
 	host, _ := os.Hostname()
 	f := &Fetcher{store: st, dial: dial, enqueue: enq, desks: map[string]Desk{}, maxSize: maxSize,
 		owner: fmt.Sprintf("%s:%d:%d", host, os.Getpid(), time.Now().UnixNano()), log: logger.With("component", "fetch"),
-		metrics: m, now: time.Now, LeaseTTL: 2 * time.Minute}
+		metrics: m, now: time.Now, LeaseTTL: 30 * time.Second}
 	for _, d := range desks {
 		f.desks[d.Config.Key] = d
 	}
