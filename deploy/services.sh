@@ -57,4 +57,6 @@ ensure_postgres() {
 
 ensure_redis
 [ "${1:-all}" = redis ] || ensure_postgres
+# Headless Chromium for the browser test of the monitor (e2e/operator_test.go).
+[ "${1:-all}" = redis ] || command -v chromium >/dev/null || apt_install chromium
 echo "SERVICEDESK_TEST_POSTGRES=postgres://postgres:postgres@127.0.0.1:5432/test?sslmode=disable"

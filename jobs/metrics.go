@@ -45,6 +45,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// InitProjects makes every per-project series exist at zero from the start,
+// so that an alert on failures or staleness sees the project before its
+// first failure.
+func (m *Metrics) InitProjects(keys []string) {
+	if m == nil {
+		return
+	}
+	for _, k := range keys {
+		m.fetchRuns.WithLabelValues(k)
+		m.fetchFailures.WithLabelValues(k)
+		m.fetchedMsgs.WithLabelValues(k)
+	}
+}
+
 func (m *Metrics) fetchDone(project string, start, end time.Time, err error) {
 	if m == nil {
 		return

@@ -46,7 +46,7 @@ func (h *ProcessHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	res, err := h.proc.Process(ctx, p.InboundID)
 	if err != nil {
 		if !finalAttempt(ctx) && !errors.Is(err, asynq.SkipRetry) {
-			h.log.Warn("process failed, will retry", "inbound", p.InboundID, "err", err)
+			taskLog(ctx, h.log).Warn("process failed, will retry", "inbound", p.InboundID, "err", err)
 			return err
 		}
 		reason := fmt.Sprintf("processing failed after %d attempts: %v", attempts(ctx), err)
@@ -54,8 +54,12 @@ func (h *ProcessHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			// Not recorded: let asynq retry the whole task rather than lose it.
 			return fmt.Errorf("record failed inbound %d: %w (after: %v)", p.InboundID, ferr, err)
 		}
-		h.metrics.outcome("", ticket.OutcomeFailed)
-		h.log.Error("message failed for good: dead letter", "inbound", p.InboundID, "err", err)
+		project := ""
+		if in, err := h.store.Inbound(ctx, p.InboundID); err == nil {
+			project = in.Project
+		}
+		h.metrics.outcome(project, ticket.OutcomeFailed)
+		taskLog(ctx, h.log).Error("message failed for good: dead letter", "inbound", p.InboundID, "err", err)
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
 	if in, err := h.store.Inbound(ctx, p.InboundID); err == nil {
@@ -67,7 +71,7 @@ func (h *ProcessHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	for _, id := range res.Notifications {
 		if _, err := h.enqueue.Send(ctx, id); err != nil {
 			// Committed already: the scheduler's outbox sweep enqueues it later.
-			h.log.Warn("enqueue notification; the outbox sweep will retry", "notification", id, "err", err)
+			taskLog(ctx, h.log).Warn("enqueue notification; the outbox sweep will retry", "notification", id, "err", err)
 		}
 	}
 	return nil
@@ -123,7 +127,7 @@ func (h *SendHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	perm := h.permanent(err)
 	if !perm && !finalAttempt(ctx) {
 		h.metrics.sent("temporary")
-		h.log.Warn("send failed, will retry", "notification", p.NotificationID, "attempt", attempts(ctx), "err", err)
+		taskLog(ctx, h.log).Warn("send failed, will retry", "notification", p.NotificationID, "attempt", attempts(ctx), "err", err)
 		return err
 	}
 	reason := err.Error()
@@ -134,6 +138,15 @@ func (h *SendHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if ferr := h.store.FailNotification(context.WithoutCancel(ctx), p.NotificationID, reason); ferr != nil {
 		return fmt.Errorf("record failed notification %d: %w (after: %v)", p.NotificationID, ferr, err)
 	}
-	h.log.Error("notification failed for good: dead letter", "notification", p.NotificationID, "err", err)
+	taskLog(ctx, h.log).Error("notification failed for good: dead letter", "notification", p.NotificationID, "err", err)
 	return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+}
+
+// taskLog returns l with the ID of the asynq task that ctx runs, so that
+// every line a handler logs can be found with its task in the monitor.
+func taskLog(ctx context.Context, l *slog.Logger) *slog.Logger {
+	if id, ok := asynq.GetTaskID(ctx); ok {
+		return l.With("task_id", id)
+	}
+	return l
 }

@@ -70,6 +70,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := jobs.NewMetrics(reg)
+	projectKeys := make([]string, 0, len(desks))
+	for _, d := range desks {
+		projectKeys = append(projectKeys, d.Config.Key)
+	}
+	m.InitProjects(projectKeys)
 
 	var wg sync.WaitGroup
 	var stops []func(context.Context)
