@@ -5,11 +5,28 @@
 #
 #   bash deploy/mailstack.sh up DIR              start (idempotent), print the ports
 #   bash deploy/mailstack.sh adduser DIR ADDR PASS
+#   bash deploy/mailstack.sh addsmtpuser DIR USER PASS   SMTP AUTH credentials (no mailbox use)
+#   bash deploy/mailstack.sh stopsmtp DIR        stop OpenSMTPD only ("up" starts it again)
 #   bash deploy/mailstack.sh down DIR            stop (safe to call twice)
 #
-# Ports come from IMAP_PORT (14143), IMAPS_PORT (14993), LMTP_PORT (14024) and
-# SMTP_PORT (14025); users from MAILSTACK_USERS ("addr:password ..."). Missing
+# Ports come from IMAP_PORT (14143), IMAPS_PORT (14993), LMTP_PORT (14024),
+# SMTP_PORT (14025) and SMTP_AUTH_PORT (14587); users from MAILSTACK_USERS
+# ("addr:password ...") and SMTP AUTH users from MAILSTACK_SMTP_USERS
+# ("user:password ...", default desk-auth@example.test:sekret). Missing
 # binaries are installed with apt-get. Runs as root.
+#
+# SMTP_PORT is OpenSMTPD, taking mail from loopback without authentication
+# (RFC 5321). SMTP_AUTH_PORT is a submission listener (RFC 6409) that offers
+# STARTTLS (RFC 3207, the self-signed certificate) and requires SMTP AUTH
+# (RFC 4954), then relays through OpenSMTPD. It is Dovecot's submission
+# service, not OpenSMTPD: OpenSMTPD 6.8 as packaged for Debian 12 cannot do
+# TLS at all with OpenSSL 3 (its privilege-separated key engine fails every
+# handshake: "rsa routines::missing private key", OpenSMTPD issue #1171).
+# SMTP AUTH users are Dovecot users, so they could also log in over IMAP.
+# OpenSMTPD refuses every recipient in the domain reject.test with a 5xx
+# reply at RCPT (through either port); everything else goes to Dovecot over
+# LMTP. "stopsmtp" stops OpenSMTPD only: both SMTP ports then fail (the
+# submission listener answers but cannot relay), and the queue survives.
 #
 # OpenSMTPD has its queue (/var/spool/smtpd) and control socket
 # (/var/run/smtpd.sock) compiled in, so two instances would clash. Each
@@ -22,16 +39,19 @@ IMAP_PORT=${IMAP_PORT:-14143}
 IMAPS_PORT=${IMAPS_PORT:-14993}
 LMTP_PORT=${LMTP_PORT:-14024}
 SMTP_PORT=${SMTP_PORT:-14025}
+SMTP_AUTH_PORT=${SMTP_AUTH_PORT:-14587}
+MAILSTACK_SMTP_USERS=${MAILSTACK_SMTP_USERS:-desk-auth@example.test:sekret}
 MAILSTACK_USERS=${MAILSTACK_USERS:-support@example.test:secret help@example.test:secret alice@customer.test:secret bob@customer.test:secret carol@customer.test:secret}
 
 log() { printf 'mailstack: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
-usage() { die "usage: $0 up DIR | down DIR | adduser DIR ADDR PASS"; }
+usage() { die "usage: $0 up DIR | down DIR | stopsmtp DIR | adduser DIR ADDR PASS | addsmtpuser DIR USER PASS"; }
 
 ensure_installed() {
   local missing=()
   command -v dovecot >/dev/null || missing+=(dovecot-imapd dovecot-lmtpd)
   [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+  [ -x /usr/lib/dovecot/submission ] || missing+=(dovecot-submissiond)
   command -v smtpd >/dev/null || missing+=(opensmtpd)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v unshare >/dev/null || missing+=(util-linux)
@@ -91,7 +111,7 @@ base_dir = $d/run
 state_dir = $d/state
 log_path = $d/dovecot.log
 info_log_path = $d/dovecot.log
-protocols = imap lmtp
+protocols = imap lmtp submission
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <$d/tls/cert.pem
@@ -136,6 +156,19 @@ service lmtp {
     port = $LMTP_PORT
   }
 }
+# Submission (RFC 6409): STARTTLS, AUTH against the users above, relayed
+# through OpenSMTPD.
+hostname = mailstack.test
+submission_relay_host = 127.0.0.1
+submission_relay_port = $SMTP_PORT
+submission_relay_trusted = yes
+submission_max_mail_size = 40M
+service submission-login {
+  inet_listener submission {
+    address = 127.0.0.1
+    port = $SMTP_AUTH_PORT
+  }
+}
 EOF
 }
 
@@ -146,6 +179,7 @@ write_smtpd_conf() { # dir
 table t { "@" = "mail" }
 listen on 127.0.0.1 port $SMTP_PORT hostname mailstack.test
 action "x" lmtp "127.0.0.1:$LMTP_PORT" rcpt-to virtual <t>
+match from any for domain "reject.test" reject
 match from local for any action "x"
 EOF
 }
@@ -166,13 +200,14 @@ up() { # dir
   mkdir -p "$d"
   d=$(cd "$d" && pwd)
   stackdir=$d
+  local started_dovecot=
   # Dovecot's unprivileged processes (mail, dovecot, dovenull) must reach DIR.
   chmod 0755 "$d"
   mkdir -p "$d/run" "$d/state" "$d/mail" "$d/smtpd-spool" "$d/smtpd-run"
   chown mail:mail "$d/mail"
   ensure_cert "$d"
   local u
-  for u in $MAILSTACK_USERS; do
+  for u in $MAILSTACK_USERS $MAILSTACK_SMTP_USERS; do
     grep -q "^${u%%:*}:" "$d/users" 2>/dev/null || add_user "$d" "${u%%:*}" "${u#*:}"
   done
   [ -e "$d/users" ] || : >"$d/users"
@@ -183,7 +218,8 @@ up() { # dir
     log "dovecot already running (pid $(cat "$d/run/master.pid"))"
   else
     write_dovecot_conf "$d"
-    log "starting dovecot: imap 127.0.0.1:$IMAP_PORT imaps :$IMAPS_PORT lmtp :$LMTP_PORT"
+    started_dovecot=1
+    log "starting dovecot: imap 127.0.0.1:$IMAP_PORT imaps :$IMAPS_PORT lmtp :$LMTP_PORT submission :$SMTP_AUTH_PORT"
     # Detached from our stdio: a caller reading our output until EOF must
     # not wait for the daemons.
     dovecot -c "$d/dovecot.conf" </dev/null >>"$d/dovecot.log" 2>&1 || { tail -n 20 "$d/dovecot.log" >&2 2>/dev/null; die "dovecot failed to start"; }
@@ -207,7 +243,12 @@ up() { # dir
   wait_port IMAPS "$IMAPS_PORT" "$d/dovecot.log"
   wait_port LMTP "$LMTP_PORT" "$d/dovecot.log"
   wait_port SMTP "$SMTP_PORT" "$d/smtpd.log"
-  printf 'IMAP_PORT=%s\nIMAPS_PORT=%s\nLMTP_PORT=%s\nSMTP_PORT=%s\n' "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT"
+  if [ -n "$started_dovecot" ]; then
+    wait_port SUBMISSION "$SMTP_AUTH_PORT" "$d/dovecot.log"
+  elif ! port_open "$SMTP_AUTH_PORT"; then
+    log "warning: the running dovecot has no submission listener on :$SMTP_AUTH_PORT (started by an older mailstack.sh?); run down, then up"
+  fi
+  printf 'IMAP_PORT=%s\nIMAPS_PORT=%s\nLMTP_PORT=%s\nSMTP_PORT=%s\nSMTP_AUTH_PORT=%s\n' "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SMTP_AUTH_PORT"
 }
 
 # stop NAME PIDFILE ...: SIGTERM to every running one, then wait for all
@@ -248,6 +289,12 @@ stackdir=$(cd "$dir" 2>/dev/null && pwd || printf '%s' "$dir")
 case $cmd in
   up) up "$dir" ;;
   down) down "$dir" ;;
+  stopsmtp) [ -d "$dir" ] || exit 0; stop smtpd "$dir/smtpd.pid" ;;
+  addsmtpuser)
+    # SMTP AUTH users are Dovecot users (see the top of this file).
+    [ $# -eq 4 ] || usage
+    exec bash "$0" adduser "$2" "$3" "$4"
+    ;;
   adduser)
     [ $# -eq 4 ] || usage
     [ -d "$dir" ] || die "$dir does not exist: run up first"

@@ -47,7 +47,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build servicedesk: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	stopRedis, err := startPackageRedis(dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "start redis-server for e2e: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	stopRedis()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -97,27 +103,54 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// redisDBs hands each test its own Redis database, so that parallel tests
-// never share asynq queues.
+// The package runs its own redis-server with many databases, and hands each
+// test its own database, so that tests never share asynq queues, with each
+// other or with other packages' tests on the machine's Redis.
 var (
+	redisAddr string
 	redisMu   sync.Mutex
-	redisNext = 8
+	redisNext = 1
 )
+
+const redisDatabases = 128
+
+func startPackageRedis(dir string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	redisAddr = ln.Addr().String()
+	_, port, _ := net.SplitHostPort(redisAddr)
+	ln.Close()
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+		"--databases", strconv.Itoa(redisDatabases), "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("redis-server (installed by deploy/services.sh): %w", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	for i := 0; ; i++ {
+		if rdb.Ping(context.Background()).Err() == nil {
+			break
+		}
+		if i > 100 {
+			cmd.Process.Kill()
+			return nil, fmt.Errorf("redis-server on %s did not answer", redisAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() { cmd.Process.Kill(); cmd.Wait() }, nil
+}
 
 func redisURL(t *testing.T) string {
 	redisMu.Lock()
 	db := redisNext
 	redisNext++
 	redisMu.Unlock()
-	if db > 15 {
+	if db >= redisDatabases {
 		t.Fatal("out of Redis databases for e2e tests")
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: db})
-	defer rdb.Close()
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at 127.0.0.1:6379 unreachable: %v", err)
-	}
-	return fmt.Sprintf("redis://127.0.0.1:6379/%d", db)
+	return fmt.Sprintf("redis://%s/%d", redisAddr, db)
 }
 
 // desk is a running configuration: the mail stack, a database, Redis and a

@@ -54,6 +54,11 @@ type Options struct {
 // DefaultMaxMessageSize is the default of Options.MaxMessageSize.
 const DefaultMaxMessageSize = 25 << 20
 
+// BounceSuppression is how long a recipient that a delivery-status bounce
+// (RFC 3464) reported failed counts as bouncing on the bounce's ticket:
+// automatic mail to it there is suppressed for 7 days from the bounce.
+const BounceSuppression = 7 * 24 * time.Hour
+
 // Processor turns inbound ledger rows into committed deliveries.
 type Processor struct {
 	st       Store
@@ -230,6 +235,10 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		d.Reason = reason
 		if _, rcpts := BounceOriginal(m); len(rcpts) > 0 {
 			d.Reason += "; failed recipients: " + strings.Join(rcpts, ", ")
+			if ticketID != 0 {
+				d.Bouncing = rcpts
+				d.BouncingUntil = p.now().Add(BounceSuppression)
+			}
 		}
 	case ClassAutoReply, ClassBulk, ClassOwn:
 		d.Outcome = ticket.OutcomeAutoReply

@@ -206,6 +206,15 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 	if err := addParticipants(tx, t.ID, project.Address, d.Participants); err != nil {
 		return ticket.Committed{}, err
 	}
+	for _, email := range d.Bouncing {
+		email = strings.ToLower(strings.TrimSpace(email))
+		if email == "" {
+			continue
+		}
+		if err := markBouncing(tx, t.ID, email, d.BouncingUntil); err != nil {
+			return ticket.Committed{}, fmt.Errorf("mark %s bouncing on ticket %d: %w", email, t.ID, err)
+		}
+	}
 	domain := d.MailDomain
 	if domain == "" {
 		_, domain, _ = strings.Cut(project.Address, "@")
@@ -357,6 +366,20 @@ func addParticipants(tx *gorm.DB, ticketID int64, deskAddress string, emails []s
 		if err != nil {
 			return fmt.Errorf("add participant to ticket %d: %w", ticketID, err)
 		}
+	}
+	return nil
+}
+
+// markBouncing records, within tx, that the lower-cased email bounces on
+// the ticket until until; a later mark replaces the time (MarkBouncing and
+// CommitDelivery of a bounce share it).
+func markBouncing(tx *gorm.DB, ticketID int64, email string, until time.Time) error {
+	err := tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "ticket_id"}, {Name: "email"}},
+		DoUpdates: clause.AssignmentColumns([]string{"until_ms"}),
+	}).Create(&bounceRow{TicketID: ticketID, Email: email, UntilMS: until.UnixMilli()}).Error
+	if err != nil {
+		return fmt.Errorf("upsert bounce: %w", err)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -209,14 +208,7 @@ func (s *Store) MarkBouncing(ctx context.Context, ticketID int64, email string, 
 		if err := tx.Select("id").Where("id = ?", ticketID).Take(&t).Error; err != nil {
 			return fmt.Errorf("read ticket: %w", notFound(err))
 		}
-		err := tx.Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "ticket_id"}, {Name: "email"}},
-			DoUpdates: clause.AssignmentColumns([]string{"until_ms"}),
-		}).Create(&bounceRow{TicketID: ticketID, Email: email, UntilMS: until.UnixMilli()}).Error
-		if err != nil {
-			return fmt.Errorf("upsert bounce: %w", err)
-		}
-		return nil
+		return markBouncing(tx, ticketID, email, until)
 	})
 	if err != nil {
 		return fmt.Errorf("mark %s bouncing on ticket %d: %w", email, ticketID, err)

@@ -1,7 +1,14 @@
 // Package mailstack starts a real mail stack for tests: Dovecot (IMAP, IMAPS,
-// LMTP) and OpenSMTPD (SMTP, RFC 5321) on loopback ports, through
-// deploy/mailstack.sh, one private instance per Start, stopped by t.Cleanup.
-// It delivers mail over LMTP (RFC 2033) or SMTP and waits for it over IMAP.
+// LMTP, submission) and OpenSMTPD (SMTP, RFC 5321) on loopback ports,
+// through deploy/mailstack.sh, one private instance per Start, stopped by
+// t.Cleanup. It delivers mail over LMTP (RFC 2033) or SMTP and waits for it
+// over IMAP.
+//
+// The submission listener (SMTPAuthAddr, RFC 6409) offers STARTTLS (RFC
+// 3207) and requires SMTP AUTH (RFC 4954), then relays through OpenSMTPD.
+// OpenSMTPD refuses every recipient in RejectDomain with a 5xx reply at
+// RCPT. StopSMTP and StartSMTP take OpenSMTPD down and up again, its queue
+// kept.
 //
 // The stack needs root (the script installs missing packages with apt-get
 // and runs the daemons). Tests that need it fail when it cannot start; they
@@ -29,6 +36,17 @@ import (
 // Password is the password of every default user.
 const Password = "secret"
 
+// SMTPUser and SMTPPassword are the SMTP AUTH credentials every stack
+// starts with on SMTPAuthAddr.
+const (
+	SMTPUser     = "desk-auth@example.test"
+	SMTPPassword = "sekret"
+)
+
+// RejectDomain is the domain whose recipients OpenSMTPD refuses at RCPT
+// with "550 Invalid recipient", on both SMTP ports.
+const RejectDomain = "reject.test"
+
 // DefaultUsers returns the addresses every stack starts with, all with
 // Password.
 func DefaultUsers() []string {
@@ -46,8 +64,13 @@ type Stack struct {
 	// self-signed certificate), SMTPAddr (OpenSMTPD, delivers every domain
 	// to Dovecot) and LMTPAddr (Dovecot) are host:port on 127.0.0.1.
 	IMAPAddr, IMAPSAddr, SMTPAddr, LMTPAddr string
+	// SMTPAuthAddr is the submission listener: STARTTLS with the
+	// self-signed certificate, SMTP AUTH (PLAIN, LOGIN) required, relayed
+	// through OpenSMTPD.
+	SMTPAuthAddr string
 
 	script string
+	env    []string // the ports, for every later "up"
 }
 
 // Start runs `deploy/mailstack.sh up` on free ports in a fresh directory and
@@ -81,20 +104,24 @@ func Start(t testing.TB) *Stack {
 	var out []byte
 	for attempt := 1; attempt <= 3; attempt++ {
 		var ports []int
-		ports, err = freePorts(4)
+		ports, err = freePorts(5)
 		if err != nil {
 			t.Fatalf("mailstack: %v", err)
 		}
 		env := []string{
 			"IMAP_PORT=" + strconv.Itoa(ports[0]), "IMAPS_PORT=" + strconv.Itoa(ports[1]),
 			"LMTP_PORT=" + strconv.Itoa(ports[2]), "SMTP_PORT=" + strconv.Itoa(ports[3]),
+			"SMTP_AUTH_PORT=" + strconv.Itoa(ports[4]),
+			"MAILSTACK_SMTP_USERS=" + SMTPUser + ":" + SMTPPassword,
 		}
 		out, err = s.run(env, "up")
 		if err == nil {
+			s.env = env
 			s.IMAPAddr = addr(ports[0])
 			s.IMAPSAddr = addr(ports[1])
 			s.LMTPAddr = addr(ports[2])
 			s.SMTPAddr = addr(ports[3])
+			s.SMTPAuthAddr = addr(ports[4])
 			return s
 		}
 		_, _ = s.run(nil, "down")
@@ -116,6 +143,34 @@ func (s *Stack) AddUser(t testing.TB, addr, password string) {
 	t.Helper()
 	if out, err := s.run(nil, "adduser", addr, password); err != nil {
 		t.Fatalf("mailstack adduser %s: %v\n%s", addr, err, out)
+	}
+}
+
+// AddSMTPUser adds (or replaces) SMTP AUTH credentials for the submission
+// listener. They are Dovecot users, so the user also gets a mailbox.
+func (s *Stack) AddSMTPUser(t testing.TB, user, password string) {
+	t.Helper()
+	if out, err := s.run(nil, "addsmtpuser", user, password); err != nil {
+		t.Fatalf("mailstack addsmtpuser %s: %v\n%s", user, err, out)
+	}
+}
+
+// StopSMTP stops OpenSMTPD: SMTPAddr refuses connections and the
+// submission listener cannot relay until StartSMTP. Queued mail stays in
+// the queue.
+func (s *Stack) StopSMTP(t testing.TB) {
+	t.Helper()
+	if out, err := s.run(nil, "stopsmtp"); err != nil {
+		t.Fatalf("mailstack stopsmtp %s: %v\n%s", s.Dir, err, out)
+	}
+}
+
+// StartSMTP starts OpenSMTPD again on the same ports, after StopSMTP; it
+// returns once SMTPAddr answers.
+func (s *Stack) StartSMTP(t testing.TB) {
+	t.Helper()
+	if out, err := s.run(s.env, "up"); err != nil {
+		t.Fatalf("mailstack up (start smtpd) %s: %v\n%s", s.Dir, err, out)
 	}
 }
 
