@@ -251,6 +251,23 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 			d.Reason = "reply via " + how
 			d.Reopen = true
 			d.Participants = p.participants(m.Cc, "")
+			// Someone the customer brought in by Cc hears that they are now
+			// on the ticket, and how to answer on it.
+			if len(d.Participants) > 0 {
+				t, err := p.st.TicketByID(ctx, ticketID)
+				if err != nil {
+					return ticket.Delivery{}, fmt.Errorf("load ticket %d for its participants: %w", ticketID, err)
+				}
+				known := map[string]bool{strings.ToLower(t.Requester): true}
+				for _, a := range t.Participants {
+					known[strings.ToLower(a)] = true
+				}
+				for _, a := range d.Participants {
+					if !known[strings.ToLower(a)] && !NoReply(a) {
+						d.Notify = append(d.Notify, ticket.Notification{Kind: ticket.NotifyNewParticipant, To: a})
+					}
+				}
+			}
 			break
 		}
 		d.Outcome = ticket.OutcomeTicketCreated

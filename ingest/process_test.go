@@ -124,7 +124,8 @@ func setup(t *testing.T, opts *Options) *bundle {
 		inbound: map[int64]ticket.Inbound{}, blobs: map[string][]byte{}, messageIDs: map[string]int64{},
 		dedup: map[string]int64{}, nextTicket: 100,
 		tickets: map[int64]ticket.Ticket{
-			12: {ID: 12, ProjectID: 1, Number: 12, Status: ticket.StatusClosed},
+			12: {ID: 12, ProjectID: 1, Number: 12, Status: ticket.StatusClosed, Requester: "anna.meyer@customer.test",
+				Participants: []string{"anna.meyer@customer.test", "bob@customer.test"}},
 			13: {ID: 13, ProjectID: 2, Number: 1},
 		},
 	}
@@ -325,6 +326,19 @@ func TestProcessThreading(t *testing.T) {
 			wantList(t, "Participants (Cc minus desk)", d.Participants, "bob@customer.test")
 		})
 	}
+}
+
+func TestProcessReplyTellsNewParticipants(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	raw := "From: Anna <anna.meyer@customer.test>\nTo: support@acme.test\n" +
+		"Cc: Bob <bob@customer.test>, Carol <Carol@customer.test>, noreply@customer.test, support@acme.test\n" +
+		"In-Reply-To: <thank-you-12@acme.test>\nSubject: RE: [acme#12] printer\nMessage-ID: <cc-carol@customer.test>\n\nAdding Carol.\n"
+	_, d := b.process(t, []byte(raw))
+	wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeReplyAdded)
+	wantEqual(t, "notifications", len(d.Notify), 1)
+	wantEqual(t, "kind", d.Notify[0].Kind, ticket.NotifyNewParticipant)
+	wantEqual(t, "only the newcomer, never a no-reply or known address", d.Notify[0].To, "carol@customer.test")
 }
 
 func TestProcessAutomaticMail(t *testing.T) {
