@@ -140,6 +140,35 @@ type Project struct {
 	Address string `yaml:"address"`
 	IMAP    IMAP   `yaml:"imap"`
 	SMTP    SMTP   `yaml:"smtp"`
+	// Templates override the default mails, by kind: thank_you, note,
+	// new_participant, closed, reopened. Placeholders in GitLab's style:
+	// %{TICKET_REF}, %{TICKET_ID}, %{TICKET_URL}, %{TICKET_DESCRIPTION},
+	// %{NOTE_TEXT}, %{PROJECT_NAME}, %{UNSUBSCRIBE_URL}.
+	Templates map[string]Template `yaml:"templates"`
+	// DKIM signs the project's outbound mail when set. Optional.
+	DKIM *DKIM `yaml:"dkim"`
+}
+
+// Template is one kind of outbound mail. HTML empty derives the HTML part
+// from the text.
+type Template struct {
+	Text     string `yaml:"text"`
+	TextFile string `yaml:"text_file"`
+	HTML     string `yaml:"html"`
+	HTMLFile string `yaml:"html_file"`
+}
+
+// DKIM is a project's signing key.
+type DKIM struct {
+	Domain         string `yaml:"domain"`
+	Selector       string `yaml:"selector"`
+	PrivateKey     string `yaml:"private_key"` // PEM
+	PrivateKeyFile string `yaml:"private_key_file"`
+}
+
+// TemplateKinds are the kinds of mail a template may be given for.
+func TemplateKinds() []string {
+	return []string{"thank_you", "note", "new_participant", "closed", "reopened"}
 }
 
 // IMAP is a project's mailbox.
@@ -251,6 +280,20 @@ func (c *Config) readSecretFiles() error {
 		}
 		if err := read(fmt.Sprintf("projects[%d].smtp.password", i), &p.SMTP.Password, p.SMTP.PasswordFile); err != nil {
 			return err
+		}
+		for kind, t := range p.Templates {
+			if err := read(fmt.Sprintf("projects[%d].templates.%s.text", i, kind), &t.Text, t.TextFile); err != nil {
+				return err
+			}
+			if err := read(fmt.Sprintf("projects[%d].templates.%s.html", i, kind), &t.HTML, t.HTMLFile); err != nil {
+				return err
+			}
+			p.Templates[kind] = t
+		}
+		if p.DKIM != nil {
+			if err := read(fmt.Sprintf("projects[%d].dkim.private_key", i), &p.DKIM.PrivateKey, p.DKIM.PrivateKeyFile); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -385,6 +428,17 @@ func (c *Config) Validate() error {
 		}
 		if p.SMTP.Username != "" && p.SMTP.Password == "" {
 			bad("%s.smtp.password: required with a username (or password_file)", at)
+		}
+		for kind, t := range p.Templates {
+			if !oneOf(kind, TemplateKinds()...) {
+				bad("%s.templates.%s: unknown kind; want one of %s", at, kind, strings.Join(TemplateKinds(), ", "))
+			}
+			if strings.TrimSpace(t.Text) == "" {
+				bad("%s.templates.%s.text: required (or text_file)", at, kind)
+			}
+		}
+		if p.DKIM != nil && (p.DKIM.Domain == "" || p.DKIM.Selector == "" || p.DKIM.PrivateKey == "") {
+			bad("%s.dkim: domain, selector and private_key (or private_key_file) are required", at)
 		}
 		if p.IMAP.Port <= 0 || p.IMAP.Port > 65535 || p.SMTP.Port <= 0 || p.SMTP.Port > 65535 {
 			bad("%s: port out of range", at)

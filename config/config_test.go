@@ -93,6 +93,9 @@ func TestInvalidConfigSaysWhatIsWrong(t *testing.T) {
 		{"bad duration", strings.Replace(minimal, "password: imap-secret}", "password: imap-secret, poll_interval: often}", 1), "duration"},
 		{"no projects", "mail: {reply_key_secret: 0123456789abcdef0123}\n", "at least one project"},
 		{"bad token role", minimal + "http:\n  tokens: [{name: x, token: t, role: root}]\n", `role "root"`},
+		{"unknown template kind", minimal + "    templates: {thanks: {text: hi}}\n", "templates.thanks: unknown kind"},
+		{"template without text", minimal + "    templates: {thank_you: {html: <p>hi</p>}}\n", "templates.thank_you.text: required"},
+		{"dkim without key", minimal + "    dkim: {domain: example.test, selector: s1}\n", ".dkim: domain, selector and private_key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

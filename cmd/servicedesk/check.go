@@ -31,6 +31,10 @@ func (c *cli) check(ctx context.Context, args []string) error {
 		line("config "+c.configPath, err)
 		return errChecksFailed
 	}
+	if _, err := notifyTemplates(c.cfg.Projects); err != nil {
+		line("config "+c.configPath, err)
+		return errChecksFailed
+	}
 	line("config "+c.configPath, nil)
 
 	step := func(name string, timeout time.Duration, f func(context.Context) error) {

@@ -81,9 +81,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	errc := make(chan error, 3)
 
 	if roles["worker"] {
+		templates, err := notifyTemplates(c.cfg.Projects)
+		if err != nil {
+			return err
+		}
 		proc := ingest.NewProcessor(ingestStore{st}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
-		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log, MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize)})
+		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
+			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates})
 		defer deliverer.Close()
 		w := jobs.NewWorker(rdb,
 			jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log),

@@ -101,8 +101,12 @@ func ingestProjects(desks []jobs.Desk) []ingest.Project {
 func notifyProjects(desks []jobs.Desk, publicURL string) []notify.Project {
 	out := make([]notify.Project, 0, len(desks))
 	for _, d := range desks {
-		out = append(out, notify.Project{ID: d.ID, Key: d.Config.Key, Name: d.Config.Name,
-			Address: d.Config.Address, SMTP: smtpConfig(d.Config), PublicURL: publicURL})
+		np := notify.Project{ID: d.ID, Key: d.Config.Key, Name: d.Config.Name,
+			Address: d.Config.Address, SMTP: smtpConfig(d.Config), PublicURL: publicURL}
+		if k := d.Config.DKIM; k != nil {
+			np.DKIM = &notify.DKIMConfig{Domain: k.Domain, Selector: k.Selector, PrivateKeyPEM: []byte(k.PrivateKey)}
+		}
+		out = append(out, np)
 	}
 	return out
 }
@@ -125,4 +129,29 @@ func (s ingestStore) TicketIDByMessageIDs(ctx context.Context, projectID int64, 
 
 func (c *cli) retries() jobs.Retries {
 	return jobs.Retries{Process: c.cfg.Worker.ProcessRetries, Send: c.cfg.Worker.NotifyRetries}
+}
+
+// notifyTemplates turns the configured templates into notify's, checking
+// their placeholders: a typo is a start-up error, not a dead letter later.
+func notifyTemplates(ps []config.Project) (map[string]map[ticket.NotificationKind]notify.Template, error) {
+	out := map[string]map[ticket.NotificationKind]notify.Template{}
+	for _, p := range ps {
+		if p.DKIM != nil {
+			k := notify.DKIMConfig{Domain: p.DKIM.Domain, Selector: p.DKIM.Selector, PrivateKeyPEM: []byte(p.DKIM.PrivateKey)}
+			if err := k.Validate(); err != nil {
+				return nil, fmt.Errorf("project %s dkim: %w", p.Key, err)
+			}
+		}
+		for kind, t := range p.Templates {
+			nt := notify.Template{Text: t.Text, HTML: t.HTML}
+			if err := nt.Validate(); err != nil {
+				return nil, fmt.Errorf("project %s template %s: %w", p.Key, kind, err)
+			}
+			if out[p.Key] == nil {
+				out[p.Key] = map[ticket.NotificationKind]notify.Template{}
+			}
+			out[p.Key][ticket.NotificationKind(kind)] = nt
+		}
+	}
+	return out, nil
 }
