@@ -464,6 +464,21 @@ func TestDeliverConnectionReuse(t *testing.T) {
 			t.Errorf("SMTP sessions = %d, want 2", sessions)
 		}
 	})
+	t.Run("a connection that has sent its server's limit is redialed", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		addSecond(b)
+		b.sink.limitPerConnection(1) // OpenSMTPD: 452 4.5.3 after 100
+		for _, id := range []int64{1, 2} {
+			if err := b.d.Deliver(context.Background(), id); err != nil {
+				t.Fatalf("Deliver(%d) = %v; want a fresh connection, not a temporary failure", id, err)
+			}
+		}
+		onlyAccepted(t, b.sink, 2)
+		if sessions, _ := b.sink.counts(); sessions != 2 {
+			t.Errorf("SMTP sessions = %d, want 2", sessions)
+		}
+	})
 	t.Run("an idle connection is closed", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, func(_ *Project, o *Options) { o.IdleTimeout = 50 * time.Millisecond })

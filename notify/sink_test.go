@@ -23,6 +23,7 @@ type sink struct {
 	user     string // AUTH PLAIN required when set
 	pass     string
 	rcptErr  error // answer to RCPT TO, until cleared
+	perConn  int   // MAIL FROM per connection before a 452; 0 = no limit
 	dataErr  error // answer after DATA, until cleared
 	received []received
 	sessions int
@@ -71,6 +72,7 @@ func (s *sink) requireAuth(user, pass string) {
 	s.user, s.pass = user, pass
 }
 
+func (s *sink) limitPerConnection(n int) { s.mu.Lock(); s.perConn = n; s.mu.Unlock() }
 func (s *sink) failRcpt(err error) { s.mu.Lock(); s.rcptErr = err; s.mu.Unlock() }
 func (s *sink) failData(err error) { s.mu.Lock(); s.dataErr = err; s.mu.Unlock() }
 
@@ -127,6 +129,7 @@ func (s *sink) newSession(c *smtp.Conn) (smtp.Session, error) {
 
 type sinkSession struct {
 	sink   *sink
+	mails  int
 	authed bool
 	from   string
 	to     []string
@@ -161,6 +164,10 @@ func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.sink.user != "" && !ss.authed {
 		return smtp.ErrAuthRequired
 	}
+	if ss.sink.perConn > 0 && ss.mails >= ss.sink.perConn {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many messages sent"}
+	}
+	ss.mails++
 	ss.from = from
 	return nil
 }

@@ -215,6 +215,15 @@ func stale(err error) bool {
 	return errors.As(err, &se) && se.Reason == mail.ErrConnCheck
 }
 
+// refusedOnReuse reports a temporary refusal of MAIL FROM, before anything
+// was accepted: servers limit the mails per connection (OpenSMTPD: "452
+// 4.5.3 Too many messages sent" after 100), so a fresh connection is the
+// cure, not a retry half a minute later.
+func refusedOnReuse(err error) bool {
+	var se *mail.SendError
+	return errors.As(err, &se) && se.Reason == mail.ErrSMTPMailFrom && se.IsTemp()
+}
+
 // Check dials cfg, secures the connection, authenticates and quits: the
 // `servicedesk check` probe. Errors are classified like Deliver's (an
 // *Error, ErrAuth for refused credentials).
@@ -276,8 +285,8 @@ func (c *conn) send(ctx context.Context, m *mail.Msg) error {
 		// Never keep a session after an error: its state is unknown.
 		c.s.quit()
 		c.s = nil
-		if reused && attempt == 0 && stale(err) && ctx.Err() == nil {
-			c.log.Debug("pooled SMTP connection was dead, redialing", "host", c.cfg.Host)
+		if reused && attempt == 0 && (stale(err) || refusedOnReuse(err)) && ctx.Err() == nil {
+			c.log.Debug("pooled SMTP connection was dead or used up, redialing", "host", c.cfg.Host, "err", err)
 			continue
 		}
 		return sendError(err)
