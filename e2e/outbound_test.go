@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/mail"
 	"strings"
 	"testing"
@@ -291,6 +293,15 @@ func (d *obDesk) testBrandedProject(t *testing.T) {
 		}
 		if strings.Contains(out, "not-the-password") || strings.Contains(out, mailstack.SMTPPassword) {
 			t.Errorf("check printed a password:\n%s", out)
+		}
+		resp, err := http.Get("http://" + d.httpAddr + "/metrics")
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(metrics), `servicedesk_smtp_broken{project="broken"} 1`) {
+			t.Errorf("/metrics does not mark project broken's SMTP as broken:\n%s", grepLines(string(metrics), "servicedesk_smtp_broken"))
 		}
 	})
 }

@@ -19,6 +19,7 @@ type Metrics struct {
 	outcomes      *prometheus.CounterVec
 	latencies     *prometheus.HistogramVec
 	sends         *prometheus.CounterVec
+	smtpAuth      *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -41,6 +42,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_notifications_sent_total",
 			Help: "Send attempts by result: ok, temporary, permanent."}, []string{"result"}),
 	}
+	m.smtpAuth = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "servicedesk_smtp_broken",
+		Help: "1 while the project's SMTP server refuses our credentials (set by a failed send, cleared by a good one)."}, []string{"project"})
+	reg.MustRegister(m.smtpAuth)
 	reg.MustRegister(m.fetchRuns, m.fetchFailures, m.fetchSeconds, m.lastSuccess, m.fetchedMsgs, m.outcomes, m.latencies, m.sends)
 	return m
 }
@@ -56,6 +60,7 @@ func (m *Metrics) InitProjects(keys []string) {
 		m.fetchRuns.WithLabelValues(k)
 		m.fetchFailures.WithLabelValues(k)
 		m.fetchedMsgs.WithLabelValues(k)
+		m.smtpAuth.WithLabelValues(k)
 	}
 }
 
@@ -98,4 +103,15 @@ func (m *Metrics) sent(result string) {
 	if m != nil {
 		m.sends.WithLabelValues(result).Inc()
 	}
+}
+
+func (m *Metrics) smtpBroken(project string, broken bool) {
+	if m == nil || project == "" {
+		return
+	}
+	v := 0.0
+	if broken {
+		v = 1
+	}
+	m.smtpAuth.WithLabelValues(project).Set(v)
 }

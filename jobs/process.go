@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/servicedesk/servicedesk/notify"
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
@@ -96,6 +97,7 @@ type Deliverer interface {
 // NotificationFailer records a notification that failed for good.
 type NotificationFailer interface {
 	FailNotification(ctx context.Context, id int64, reason string) error
+	Notification(ctx context.Context, id int64) (ticket.Notification, error)
 }
 
 // SendHandler runs notify jobs.
@@ -120,6 +122,16 @@ func (h *SendHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	err = h.deliver.Deliver(ctx, p.NotificationID)
+	if n, lerr := h.store.Notification(ctx, p.NotificationID); lerr == nil {
+		// An authentication failure marks the project's SMTP as broken
+		// until a send through it succeeds again.
+		switch {
+		case err == nil:
+			h.metrics.smtpBroken(n.Project, false)
+		case errors.Is(err, notify.ErrAuth):
+			h.metrics.smtpBroken(n.Project, true)
+		}
+	}
 	if err == nil {
 		h.metrics.sent("ok")
 		return nil
