@@ -23,6 +23,7 @@ var migrations = []migration{
 	{1, "initial schema", func(tx *gorm.DB) error { return tx.AutoMigrate(allModels()...) }},
 	{2, "bounces and per-recipient notification index", migrateBounces},
 	{3, "project address verifications", migrateVerifications},
+	{4, "indexes for newest-first lists", migrateListIndexes},
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail
@@ -40,6 +41,23 @@ func migrateBounces(tx *gorm.DB) error {
 		`CREATE INDEX IF NOT EXISTS idx_notifications_recipient ON notifications (project_id, LOWER(recipient), created_at)`,
 	}
 	for _, q := range stmts {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateListIndexes lets the newest-first lists of the API and the CLI
+// read a page from an index instead of sorting every row of a project
+// (the API benchmark measured 4 requests/s on 100,000 SQLite tickets
+// before, hundreds after).
+func migrateListIndexes(tx *gorm.DB) error {
+	for _, q := range []string{
+		`CREATE INDEX IF NOT EXISTS idx_tickets_project_created ON tickets (project_id, created_at DESC, id DESC)`,
+		`CREATE INDEX IF NOT EXISTS idx_tickets_project_status_created ON tickets (project_id, status, created_at DESC, id DESC)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_project_received ON inbound (project_id, received_at DESC, id DESC)`,
+	} {
 		if err := tx.Exec(q).Error; err != nil {
 			return err
 		}

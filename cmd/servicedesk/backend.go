@@ -36,12 +36,9 @@ func (b apiBackend) Projects(ctx context.Context) ([]ticket.Project, error) {
 	return b.st.Projects(ctx)
 }
 
+// Tickets and Inbound trust the api package to answer 404 for an unknown
+// project before it asks.
 func (b apiBackend) Tickets(ctx context.Context, q api.TicketQuery) ([]ticket.Ticket, bool, error) {
-	if q.Project != "" {
-		if _, err := b.st.ProjectByKey(ctx, q.Project); err != nil {
-			return nil, false, notFound(err)
-		}
-	}
 	ts, more, err := b.st.Tickets(ctx, store.TicketFilter{Project: q.Project, Status: q.Status}, page(q.Page))
 	return ts, more, notFound(err)
 }
@@ -57,11 +54,6 @@ func (b apiBackend) Attachment(ctx context.Context, project string, number, id i
 }
 
 func (b apiBackend) Inbound(ctx context.Context, q api.InboundQuery) ([]ticket.Inbound, bool, error) {
-	if q.Project != "" {
-		if _, err := b.st.ProjectByKey(ctx, q.Project); err != nil {
-			return nil, false, notFound(err)
-		}
-	}
 	in, more, err := b.st.ListInbound(ctx, store.InboundFilter{Project: q.Project, Outcome: q.Outcome}, page(q.Page))
 	return in, more, notFound(err)
 }
