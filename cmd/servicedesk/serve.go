@@ -45,6 +45,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return usageError{errors.New("--roles: name at least one role")}
 	}
 
+	c.startPprof()
 	rOpt, rdb, err := c.openRedis(ctx)
 	if err != nil {
 		return err
