@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -62,7 +63,8 @@ type Fetcher struct {
 	enqueue *Enqueuer
 	desks   map[string]Desk
 	maxSize int64
-	owner   string
+	owner   string       // this process; each run leases as owner:<run>
+	runs    atomic.Int64 // numbers the runs for their lease owner
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
@@ -116,7 +118,12 @@ func (f *Fetcher) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // takes. Another run already holding the mailbox makes it return at once.
 func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	cfg := d.Config.IMAP
-	state, ok, err := f.store.AcquireMailbox(ctx, d.ID, f.owner, f.LeaseTTL)
+	// Each run is its own lease owner: the store extends a lease for the
+	// owner that holds it, so a per-process owner would let this process's
+	// overlapping fetch tasks (a scheduled slot and a backlog follow-up)
+	// run the same mailbox at once, downloading the same batch twice.
+	owner := f.owner + ":" + strconv.FormatInt(f.runs.Add(1), 10)
+	state, ok, err := f.store.AcquireMailbox(ctx, d.ID, owner, f.LeaseTTL)
 	if err != nil {
 		return "", fmt.Errorf("acquire mailbox lease: %w", err)
 	}
@@ -126,9 +133,9 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go f.renew(ctx, cancel, d.ID)
+	go f.renew(ctx, cancel, d.ID, owner)
 	defer func() {
-		if err := f.store.ReleaseMailbox(context.WithoutCancel(ctx), d.ID, f.owner); err != nil {
+		if err := f.store.ReleaseMailbox(context.WithoutCancel(ctx), d.ID, owner); err != nil {
 			taskLog(ctx, f.log).Warn("release mailbox lease", "project", d.Config.Key, "err", err)
 		}
 	}()
@@ -232,7 +239,7 @@ func tooLarge(size, limit int64) string {
 	return fmt.Sprintf("message is %d bytes, larger than limits.max_message_size (%d bytes); not downloaded, left in the mailbox", size, limit)
 }
 
-func (f *Fetcher) renew(ctx context.Context, cancel context.CancelCauseFunc, projectID int64) {
+func (f *Fetcher) renew(ctx context.Context, cancel context.CancelCauseFunc, projectID int64, owner string) {
 	t := time.NewTicker(f.LeaseTTL / 3)
 	defer t.Stop()
 	for {
@@ -240,7 +247,7 @@ func (f *Fetcher) renew(ctx context.Context, cancel context.CancelCauseFunc, pro
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := f.store.RenewMailbox(ctx, projectID, f.owner, f.LeaseTTL); err != nil {
+			if err := f.store.RenewMailbox(ctx, projectID, owner, f.LeaseTTL); err != nil {
 				if ctx.Err() == nil {
 					cancel(fmt.Errorf("renew mailbox lease: %w", err))
 				}
