@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -188,7 +189,10 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		}
 		wanted = append(wanted, e.UID)
 	}
-	err = c.Fetch(ctx, wanted, func(uid uint32, raw []byte) error {
+	// Each downloaded message is stored and queued by a small pool, so the
+	// database's and Redis's round trips overlap the download and each
+	// other; the cursor only moves once all of them are done.
+	rec := newRecorder(ctx, recordWorkers, func(ctx context.Context, uid uint32, raw []byte) error {
 		in := ticket.Inbound{ProjectID: d.ID, UIDValidity: st.UIDValidity, UID: uid, Size: int64(len(raw)), ReceivedAt: f.now()}
 		id, _, err := f.store.RecordFetched(ctx, in, raw)
 		if err != nil {
@@ -197,6 +201,10 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		_, err = f.enqueue.Process(ctx, id)
 		return err
 	})
+	err = c.Fetch(ctx, wanted, rec.add)
+	if werr := rec.wait(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return "", fmt.Errorf("fetch messages: %w", err)
 	}
@@ -334,4 +342,47 @@ func (f *Fetcher) refetch(ctx context.Context, c Mailbox, d Desk, uidValidity ui
 		}
 	}
 	return nil
+}
+
+// recordWorkers is how many downloaded messages are stored at once.
+const recordWorkers = 4
+
+// recorder runs fn for each added message on a bounded pool; the first
+// error stops further adds and is returned by wait.
+type recorder struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	fn     func(ctx context.Context, uid uint32, raw []byte) error
+	sem    chan struct{}
+	wg     sync.WaitGroup
+}
+
+func newRecorder(ctx context.Context, workers int, fn func(ctx context.Context, uid uint32, raw []byte) error) *recorder {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &recorder{ctx: ctx, cancel: cancel, fn: fn, sem: make(chan struct{}, workers)}
+}
+
+// add hands one message to the pool, waiting for a free worker.
+func (r *recorder) add(uid uint32, raw []byte) error {
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		return context.Cause(r.ctx)
+	}
+	r.wg.Add(1)
+	go func() {
+		defer func() { <-r.sem; r.wg.Done() }()
+		if err := r.fn(r.ctx, uid, raw); err != nil {
+			r.cancel(err)
+		}
+	}()
+	return nil
+}
+
+// wait returns once every added message is done, with the first error.
+func (r *recorder) wait() error {
+	r.wg.Wait()
+	err := context.Cause(r.ctx)
+	r.cancel(nil)
+	return err
 }
