@@ -23,6 +23,9 @@ type WorkerOptions struct {
 	// ProcessBackoff is the first retry delay of a failing process job,
 	// doubling up to 10m. Defaults to 5s.
 	ProcessBackoff time.Duration
+	// IngestOnly and NotifyOnly run one of the two servers, so ingestion
+	// and outbound mail can be scaled apart (serve --roles ingest|notify).
+	IngestOnly, NotifyOnly bool
 }
 
 // DefaultSendBackoff is the documented retry ladder for outbound mail.
@@ -77,17 +80,29 @@ func NewWorker(rdb redis.UniversalClient, fetch *Fetcher, proc *ProcessHandler, 
 	w.ingestMux.Handle(TypeFetch, fetch)
 	w.ingestMux.Handle(TypeProcess, proc)
 	w.notifyMux.Handle(TypeSend, send)
+	if o.IngestOnly {
+		w.notify = nil
+	}
+	if o.NotifyOnly {
+		w.ingest = nil
+	}
 	return w
 }
 
 // Start begins processing; it returns at once.
 func (w *Worker) Start() error {
-	if err := w.ingest.Start(w.ingestMux); err != nil {
-		return fmt.Errorf("start ingest worker: %w", err)
+	if w.ingest != nil {
+		if err := w.ingest.Start(w.ingestMux); err != nil {
+			return fmt.Errorf("start ingest worker: %w", err)
+		}
 	}
-	if err := w.notify.Start(w.notifyMux); err != nil {
-		w.ingest.Shutdown()
-		return fmt.Errorf("start notify worker: %w", err)
+	if w.notify != nil {
+		if err := w.notify.Start(w.notifyMux); err != nil {
+			if w.ingest != nil {
+				w.ingest.Shutdown()
+			}
+			return fmt.Errorf("start notify worker: %w", err)
+		}
 	}
 	return nil
 }
@@ -97,10 +112,16 @@ func (w *Worker) Start() error {
 func (w *Worker) Stop(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
-		w.ingest.Stop()
-		w.notify.Stop()
-		w.ingest.Shutdown()
-		w.notify.Shutdown()
+		for _, srv := range []*asynq.Server{w.ingest, w.notify} {
+			if srv != nil {
+				srv.Stop() // no new tasks on either before draining both
+			}
+		}
+		for _, srv := range []*asynq.Server{w.ingest, w.notify} {
+			if srv != nil {
+				srv.Shutdown()
+			}
+		}
 		close(done)
 	}()
 	select {

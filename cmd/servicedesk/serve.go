@@ -26,7 +26,7 @@ import (
 
 func (c *cli) serve(ctx context.Context, args []string) error {
 	fs := newFlags("serve")
-	rolesFlag := fs.String("roles", "scheduler,worker,web", "comma-separated roles: scheduler, worker, web")
+	rolesFlag := fs.String("roles", "scheduler,worker,web", "comma-separated roles: scheduler, worker (= ingest + notify), ingest, notify, web")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,11 +34,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	for _, r := range strings.Split(*rolesFlag, ",") {
 		r = strings.TrimSpace(r)
 		switch r {
-		case "scheduler", "worker", "web":
+		case "scheduler", "worker", "ingest", "notify", "web":
 			roles[r] = true
 		case "":
 		default:
-			return usageError{fmt.Errorf("--roles: unknown role %q (want scheduler, worker, web)", r)}
+			return usageError{fmt.Errorf("--roles: unknown role %q (want scheduler, worker, ingest, notify, web)", r)}
 		}
 	}
 	if len(roles) == 0 {
@@ -81,7 +81,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	var stops []func(context.Context)
 	errc := make(chan error, 3)
 
-	if roles["worker"] {
+	if roles["worker"] || roles["ingest"] || roles["notify"] {
 		templates, err := notifyTemplates(c.cfg.Projects)
 		if err != nil {
 			return err
@@ -96,7 +96,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			jobs.NewProcessHandler(proc, st, enq, m, c.log),
 			jobs.NewSendHandler(deliverer, notify.Permanent, st, m, c.log),
 			jobs.WorkerOptions{Concurrency: c.cfg.Worker.Concurrency, NotifyConcurrency: c.cfg.Worker.NotifyConcurrency,
-				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D(), SendBackoff: durations(c.cfg.Worker.NotifyBackoff)}, c.log)
+				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D(), SendBackoff: durations(c.cfg.Worker.NotifyBackoff),
+				IngestOnly: roles["ingest"] && !roles["notify"] && !roles["worker"],
+				NotifyOnly: roles["notify"] && !roles["ingest"] && !roles["worker"]}, c.log)
 		if err := w.Start(); err != nil {
 			return err
 		}
