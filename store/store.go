@@ -107,7 +107,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		} else {
 			q.Add("_pragma", "journal_mode(WAL)")
 			q.Add("_pragma", "synchronous(NORMAL)")
-			maxConns = cmp.Or(maxConns, 1)
+			maxConns = cmp.Or(maxConns, 4)
 		}
 		dialector = sqlite.Open(path + "?" + q.Encode())
 		s.dialect = dialectSQLite
@@ -122,10 +122,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	db, err := gorm.Open(dialector, &gorm.Config{
 		Logger:                 newGormLogger(log),
 		SkipDefaultTransaction: true,
-		// Statements are prepared once per connection and reused: parsing
-		// SQL was a fifth of the ingest path's CPU on SQLite.
-		PrepareStmt: true,
-		NowFunc:     func() time.Time { return s.now().UTC() },
+		NowFunc:                func() time.Time { return s.now().UTC() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open database (%s): %w", s.dialect, err)
