@@ -49,8 +49,8 @@ const (
 	benchPoll        = "1s"
 	benchLatencyPoll = "2s"
 	benchLatencyMsgs = 200
-	benchLatencyRate = 10 // deliveries per second
-	benchRedisDB     = 6  // away from the e2e tests' 8..15 and the jobs tests' 2, 3
+	benchLatencyRate = 10              // deliveries per second
+	benchRedisDB     = 6               // away from the e2e tests' 8..15 and the jobs tests' 2, 3
 	benchIngestLimit = 3 * time.Minute // a healthy run takes well under a minute
 )
 
@@ -68,6 +68,9 @@ var benchBackends = []benchBackend{
 // BenchmarkIngest is issue 2's benchmark. b.N is ignored: one iteration is
 // the whole corpus (run it with -benchtime 1x).
 func BenchmarkIngest(b *testing.B) {
+	if bin := os.Getenv("SERVICEDESK_BENCH_BINARY"); bin != "" {
+		binary = bin // e.g. a build with pprof, for profiling serve
+	}
 	stack := mailstack.Start(b)
 	deskAddr := "bench@example.test"
 	stack.AddUser(b, deskAddr, deskPass)
