@@ -73,8 +73,8 @@ func (s *sink) requireAuth(user, pass string) {
 }
 
 func (s *sink) limitPerConnection(n int) { s.mu.Lock(); s.perConn = n; s.mu.Unlock() }
-func (s *sink) failRcpt(err error) { s.mu.Lock(); s.rcptErr = err; s.mu.Unlock() }
-func (s *sink) failData(err error) { s.mu.Lock(); s.dataErr = err; s.mu.Unlock() }
+func (s *sink) failRcpt(err error)       { s.mu.Lock(); s.rcptErr = err; s.mu.Unlock() }
+func (s *sink) failData(err error)       { s.mu.Lock(); s.dataErr = err; s.mu.Unlock() }
 
 // accepted returns the messages the server accepted.
 func (s *sink) accepted() []received {
