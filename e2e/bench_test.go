@@ -22,7 +22,6 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -670,49 +669,6 @@ func allInbound(tb testing.TB, st *store.Store) []ticket.Inbound {
 		if !more {
 			return all
 		}
-	}
-}
-
-// startServe starts `servicedesk --config cfg serve args...`; it is stopped
-// when the (sub-)benchmark ends, and its log shown if it failed.
-func startServe(tb testing.TB, cfg string, args ...string) *proc {
-	tb.Helper()
-	p := &proc{out: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append([]string{"--config", cfg, "serve"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start serve: %v", err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	tb.Cleanup(func() {
-		if err := stopServe(p); err != nil {
-			tb.Errorf("stop serve: %v", err)
-		}
-		if tb.Failed() {
-			tb.Logf("serve %v log:\n%s", args, tail(p.out.String(), 60))
-		}
-	})
-	return p
-}
-
-// stopServe sends SIGTERM and waits up to 30 s for a clean exit, then kills.
-func stopServe(p *proc) error {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		err := <-p.done
-		p.done <- err
-		return fmt.Errorf("no exit within 30s of SIGTERM; killed (%v)", err)
 	}
 }
 

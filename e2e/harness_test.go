@@ -249,20 +249,51 @@ func (s *syncBuffer) String() string {
 // if the test failed.
 func (e *deskEnv) serve(args ...string) *proc {
 	e.t.Helper()
+	return startServe(e.t, e.config, args...)
+}
+
+// startServe starts `servicedesk --config cfg serve args...`; it is stopped
+// when the test or benchmark ends (it must exit 0 on SIGTERM, as the
+// contract says), and its log is shown if it failed.
+func startServe(tb testing.TB, cfg string, args ...string) *proc {
+	tb.Helper()
 	p := &proc{out: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append([]string{"--config", e.config, "serve"}, args...)...)
+	p.cmd = exec.Command(binary, append([]string{"--config", cfg, "serve"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
-		e.t.Fatalf("start serve: %v", err)
+		tb.Fatalf("start serve: %v", err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
-	e.t.Cleanup(func() {
-		p.stop(e.t)
-		if e.t.Failed() {
-			e.t.Logf("serve %v log:\n%s", args, tail(p.out.String(), 60))
+	tb.Cleanup(func() {
+		if err := stopServe(p); err != nil {
+			tb.Errorf("stop serve: %v", err)
+		}
+		if tb.Failed() {
+			tb.Logf("serve %v log:\n%s", args, tail(p.out.String(), 60))
 		}
 	})
 	return p
+}
+
+// stopServe sends SIGTERM and waits up to 30 s for a clean exit, then kills.
+func stopServe(p *proc) error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		err := <-p.done
+		p.done <- err
+		return fmt.Errorf("no exit within 30s of SIGTERM; killed (%v)", err)
+	}
 }
 
 func tail(s string, lines int) string {
@@ -275,19 +306,12 @@ func tail(s string, lines int) string {
 
 // stop sends SIGTERM and waits for a clean exit.
 func (p *proc) stop(t *testing.T) error {
-	if p.cmd.ProcessState != nil {
-		return nil
+	t.Helper()
+	err := stopServe(p)
+	if err != nil && strings.Contains(err.Error(), "no exit within") {
+		t.Errorf("serve: %v", err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		t.Errorf("serve did not exit within 30s of SIGTERM")
-		return <-p.done
-	}
+	return err
 }
 
 // kill sends SIGKILL: the crash.

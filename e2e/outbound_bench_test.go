@@ -22,17 +22,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -413,7 +410,7 @@ func outbPeakRSS(b *testing.B, stack *mailstack.Stack, rcpts []string, conc int)
 	rdb := outbRedis(b)
 	dbURL := "sqlite://" + filepath.Join(b.TempDir(), "desk.db")
 	cfg := outbWorkerConfig(b, stack, dbURL, conc)
-	w := outbServe(b, cfg, "--roles", "worker")
+	w := startServe(b, cfg, "--roles", "worker")
 	outbWaitLog(b, w, "servicedesk started", 30*time.Second)
 
 	st := outbStore(b, dbURL)
@@ -637,49 +634,6 @@ func outbStore(tb testing.TB, dbURL string) *store.Store {
 		tb.Fatalf("migrate %s: %v", dbURL, err)
 	}
 	return st
-}
-
-// outbServe starts `servicedesk --config cfg serve args...`; it is stopped
-// (SIGTERM, SIGKILL after 30 s) when the (sub-)benchmark ends, and its log
-// shown if it failed.
-func outbServe(tb testing.TB, cfg string, args ...string) *proc {
-	tb.Helper()
-	p := &proc{out: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append([]string{"--config", cfg, "serve"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start serve: %v", err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	tb.Cleanup(func() {
-		if err := outbStop(p); err != nil {
-			tb.Errorf("stop serve %v: %v", args, err)
-		}
-		if tb.Failed() {
-			tb.Logf("serve %v log:\n%s", args, tail(p.out.String(), 60))
-		}
-	})
-	return p
-}
-
-func outbStop(p *proc) error {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		err := <-p.done
-		p.done <- err
-		return errors.Join(errors.New("no exit within 30s of SIGTERM; killed"), err)
-	}
 }
 
 // outbWaitLog waits for line to appear in the process's log.
