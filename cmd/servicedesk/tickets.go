@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -37,12 +38,12 @@ func (c *cli) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func nextPage(p store.Page, more bool) *int {
-	if !more {
-		return nil
-	}
-	n := max(p.Page, 1) + 1
-	return &n
+// pageFlags adds --page and --per-page to a list command; the page is
+// normalised as the API's is (from 1, 50 per page, at most 1000).
+func pageFlags(fs *flag.FlagSet) func() store.Page {
+	pg := fs.Int("page", 1, "page, from 1")
+	per := fs.Int("per-page", 50, "rows per page (at most 1000)")
+	return func() store.Page { return store.Page{Page: *pg, PerPage: *per}.Normalize() }
 }
 
 func (c *cli) tickets(ctx context.Context, args []string) error {
@@ -67,8 +68,7 @@ func (c *cli) tickets(ctx context.Context, args []string) error {
 		fs := newFlags("tickets list")
 		project := fs.String("project", "", "only this project")
 		status := fs.String("status", "", "open or closed")
-		pg := fs.Int("page", 1, "page, from 1")
-		per := fs.Int("per-page", 50, "tickets per page (at most 1000)")
+		page := pageFlags(fs)
 		asJSON := fs.Bool("json", false, "print the API's JSON")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -78,16 +78,13 @@ func (c *cli) tickets(ctx context.Context, args []string) error {
 				return fmt.Errorf("project %q: %w", *project, err)
 			}
 		}
-		p := store.Page{Page: *pg, PerPage: min(*per, 1000)}
+		p := page()
 		ts, more, err := st.Tickets(ctx, store.TicketFilter{Project: *project, Status: ticket.Status(*status)}, p)
 		if err != nil {
 			return err
 		}
-		for i := range ts {
-			api.Normalize(&ts[i])
-		}
 		if *asJSON {
-			return c.printJSON(map[string]any{"tickets": ts, "next_page": nextPage(p, more)})
+			return c.printJSON(api.ListJSON("tickets", ts, p.Page, more))
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "REF\tSTATUS\tREQUESTER\tCREATED\tSUBJECT")
@@ -137,8 +134,7 @@ func (c *cli) inbound(ctx context.Context, args []string) error {
 	fs := newFlags("inbound list")
 	project := fs.String("project", "", "only this project")
 	outcome := fs.String("outcome", "", "only this outcome")
-	pg := fs.Int("page", 1, "page, from 1")
-	per := fs.Int("per-page", 50, "rows per page (at most 1000)")
+	page := pageFlags(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -148,13 +144,13 @@ func (c *cli) inbound(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	p := store.Page{Page: *pg, PerPage: min(*per, 1000)}
+	p := page()
 	rows, more, err := st.ListInbound(ctx, store.InboundFilter{Project: *project, Outcome: ticket.Outcome(*outcome)}, p)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return c.printJSON(map[string]any{"inbound": rows, "next_page": nextPage(p, more)})
+		return c.printJSON(api.ListJSON("inbound", rows, p.Page, more))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPROJECT\tUID\tOUTCOME\tTICKET\tFROM\tSUBJECT\tREASON")
@@ -177,18 +173,17 @@ func (c *cli) deadletters(ctx context.Context, args []string) error {
 	case "list":
 		fs := newFlags("deadletters list")
 		asJSON := fs.Bool("json", false, "print the API's JSON")
-		pg := fs.Int("page", 1, "page, from 1")
-		per := fs.Int("per-page", 50, "rows per page (at most 1000)")
+		page := pageFlags(fs)
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		p := store.Page{Page: *pg, PerPage: min(*per, 1000)}
+		p := page()
 		dls, more, err := st.DeadLetters(ctx, p)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return c.printJSON(map[string]any{"deadletters": dls, "next_page": nextPage(p, more)})
+			return c.printJSON(api.ListJSON("deadletters", dls, p.Page, more))
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tPROJECT\tCREATED\tADDRESS\tMESSAGE-ID\tREASON")
