@@ -125,6 +125,12 @@ func (p *Processor) Process(ctx context.Context, inboundID int64) (ticket.Commit
 	if err != nil {
 		return ticket.Committed{}, fmt.Errorf("load inbound %d: %w", inboundID, err)
 	}
+	c, err := p.process(ctx, in)
+	c.Project, c.ReceivedAt = in.Project, in.ReceivedAt
+	return c, err
+}
+
+func (p *Processor) process(ctx context.Context, in ticket.Inbound) (ticket.Committed, error) {
 	if in.Outcome != ticket.OutcomeNone {
 		return ticket.Committed{Outcome: in.Outcome, TicketID: in.TicketID, TicketNumber: in.TicketNumber}, nil
 	}
@@ -196,10 +202,11 @@ func (p *Processor) project(id int64) (Project, bool) {
 func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project, m *Mail, raw []byte) (ticket.Delivery, error) {
 	class, reason := Classify(m, p.own)
 	d := ticket.Delivery{
-		InboundID:  in.ID,
-		ProjectID:  proj.ID,
-		DedupKey:   DedupKey(m, raw),
-		MailDomain: domainOf(proj.Address),
+		InboundID:   in.ID,
+		ProjectID:   proj.ID,
+		DedupKey:    DedupKey(m, raw),
+		MailDomain:  domainOf(proj.Address),
+		DeskAddress: proj.Address,
 	}
 	msg := &ticket.Message{
 		InboundID:   in.ID,

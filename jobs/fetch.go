@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/servicedesk/servicedesk/config"
 	"github.com/servicedesk/servicedesk/mailbox"
@@ -43,6 +43,7 @@ type FetchStore interface {
 	SetMailboxCursor(ctx context.Context, projectID int64, uidValidity, lastUID uint32) error
 	RecordMailboxRun(ctx context.Context, projectID int64, at time.Time, runErr string) error
 	RecordFetched(ctx context.Context, in ticket.Inbound, raw []byte) (int64, bool, error)
+	RecordFetchedBatch(ctx context.Context, projectID int64, uidValidity uint32, msgs []store.Fetched) ([]int64, error)
 	AttachRaw(ctx context.Context, inboundID int64, raw []byte) error
 	RejectInbound(ctx context.Context, inboundID int64, reason string) error
 	UnprocessedInbound(ctx context.Context, projectID int64, fetchedBefore time.Time, limit int) ([]int64, error)
@@ -189,19 +190,20 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		}
 		wanted = append(wanted, e.UID)
 	}
-	// Each downloaded message is stored and queued by a small pool, so the
-	// database's and Redis's round trips overlap the download and each
-	// other; the cursor only moves once all of them are done.
-	rec := newRecorder(ctx, recordWorkers, func(ctx context.Context, uid uint32, raw []byte) error {
-		in := ticket.Inbound{ProjectID: d.ID, UIDValidity: st.UIDValidity, UID: uid, Size: int64(len(raw)), ReceivedAt: f.now()}
-		id, _, err := f.store.RecordFetched(ctx, in, raw)
+	// Downloaded messages are stored in batches, one transaction each, and
+	// queued; a batch is written while the next one downloads. The cursor
+	// only moves once all of them are done.
+	rec := newRecorder(ctx, func(ctx context.Context, batch []store.Fetched) error {
+		ids, err := f.store.RecordFetchedBatch(ctx, d.ID, st.UIDValidity, batch)
 		if err != nil {
-			return fmt.Errorf("store UID %d: %w", uid, err)
+			return err
 		}
-		_, err = f.enqueue.Process(ctx, id)
-		return err
+		return f.enqueueProcess(ctx, ids)
 	})
-	err = c.Fetch(ctx, wanted, rec.add)
+	now := f.now
+	err = c.Fetch(ctx, wanted, func(uid uint32, raw []byte) error {
+		return rec.add(store.Fetched{UID: uid, Raw: raw, ReceivedAt: now()})
+	})
 	if werr := rec.wait(); err == nil {
 		err = werr
 	}
@@ -344,44 +346,92 @@ func (f *Fetcher) refetch(ctx context.Context, c Mailbox, d Desk, uidValidity ui
 	return nil
 }
 
-// recordWorkers is how many downloaded messages are stored at once.
-const recordWorkers = 4
-
-// recorder runs fn for each added message on a bounded pool; the first
-// error stops further adds and is returned by wait.
-type recorder struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	fn     func(ctx context.Context, uid uint32, raw []byte) error
-	sem    chan struct{}
-	wg     sync.WaitGroup
-}
-
-func newRecorder(ctx context.Context, workers int, fn func(ctx context.Context, uid uint32, raw []byte) error) *recorder {
-	ctx, cancel := context.WithCancelCause(ctx)
-	return &recorder{ctx: ctx, cancel: cancel, fn: fn, sem: make(chan struct{}, workers)}
-}
-
-// add hands one message to the pool, waiting for a free worker.
-func (r *recorder) add(uid uint32, raw []byte) error {
-	select {
-	case r.sem <- struct{}{}:
-	case <-r.ctx.Done():
-		return context.Cause(r.ctx)
+// enqueueProcess queues a process task for each ledger row, a few at a
+// time: each is one round trip to Redis.
+func (f *Fetcher) enqueueProcess(ctx context.Context, ids []int64) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(enqueueWorkers)
+	for _, id := range ids {
+		g.Go(func() error {
+			_, err := f.enqueue.Process(ctx, id)
+			return err
+		})
 	}
-	r.wg.Add(1)
+	return g.Wait()
+}
+
+const (
+	// enqueueWorkers is how many process tasks are queued at once.
+	enqueueWorkers = 4
+	// A batch of downloaded messages is written when it holds this many
+	// messages or bytes, whichever comes first.
+	recordBatchMessages = 50
+	recordBatchBytes    = 8 << 20
+)
+
+// recorder collects downloaded messages into batches and hands each full
+// batch to write, in order, on one goroutine, while the next batch fills:
+// at most two batches are held in memory. The first error stops further
+// adds and is returned by wait.
+type recorder struct {
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	write   func(ctx context.Context, batch []store.Fetched) error
+	batch   []store.Fetched
+	bytes   int
+	batches chan []store.Fetched
+	done    chan struct{}
+}
+
+func newRecorder(ctx context.Context, write func(ctx context.Context, batch []store.Fetched) error) *recorder {
+	ctx, cancel := context.WithCancelCause(ctx)
+	r := &recorder{ctx: ctx, cancel: cancel, write: write, batches: make(chan []store.Fetched), done: make(chan struct{})}
 	go func() {
-		defer func() { <-r.sem; r.wg.Done() }()
-		if err := r.fn(r.ctx, uid, raw); err != nil {
-			r.cancel(err)
+		defer close(r.done)
+		for b := range r.batches {
+			if err := r.write(r.ctx, b); err != nil {
+				r.cancel(err)
+				for range r.batches { // drain: add sees the cancellation
+				}
+				return
+			}
 		}
 	}()
+	return r
+}
+
+// add appends one message, handing the batch over when it is full.
+func (r *recorder) add(m store.Fetched) error {
+	if err := context.Cause(r.ctx); err != nil {
+		return err
+	}
+	r.batch = append(r.batch, m)
+	r.bytes += len(m.Raw)
+	if len(r.batch) >= recordBatchMessages || r.bytes >= recordBatchBytes {
+		return r.flush()
+	}
 	return nil
 }
 
-// wait returns once every added message is done, with the first error.
+func (r *recorder) flush() error {
+	if len(r.batch) == 0 {
+		return nil
+	}
+	select {
+	case r.batches <- r.batch:
+	case <-r.ctx.Done():
+		return context.Cause(r.ctx)
+	}
+	r.batch, r.bytes = nil, 0
+	return nil
+}
+
+// wait writes what is left and returns once every batch is done, with the
+// first error.
 func (r *recorder) wait() error {
-	r.wg.Wait()
+	_ = r.flush()
+	close(r.batches)
+	<-r.done
 	err := context.Cause(r.ctx)
 	r.cancel(nil)
 	return err

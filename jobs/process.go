@@ -63,11 +63,9 @@ func (h *ProcessHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		taskLog(ctx, h.log).Error("message failed for good: dead letter", "inbound", p.InboundID, "err", err)
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	if in, err := h.store.Inbound(ctx, p.InboundID); err == nil {
-		h.metrics.outcome(in.Project, res.Outcome)
-		if res.Outcome == ticket.OutcomeTicketCreated || res.Outcome == ticket.OutcomeReplyAdded {
-			h.metrics.latency(in.Project, time.Since(in.ReceivedAt))
-		}
+	h.metrics.outcome(res.Project, res.Outcome)
+	if res.Outcome == ticket.OutcomeTicketCreated || res.Outcome == ticket.OutcomeReplyAdded {
+		h.metrics.latency(res.Project, time.Since(res.ReceivedAt))
 	}
 	for _, id := range res.Notifications {
 		if _, err := h.enqueue.Send(ctx, id); err != nil {

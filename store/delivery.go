@@ -140,9 +140,13 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 	}
 
-	var project projectRow
-	if err := tx.Where("id = ?", d.ProjectID).Take(&project).Error; err != nil {
-		return ticket.Committed{}, fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
+	desk := d.DeskAddress
+	if desk == "" {
+		var project projectRow
+		if err := tx.Select("address").Where("id = ?", d.ProjectID).Take(&project).Error; err != nil {
+			return ticket.Committed{}, fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
+		}
+		desk = project.Address
 	}
 
 	c := ticket.Committed{Outcome: d.Outcome, TicketID: d.TicketID}
@@ -152,14 +156,13 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		if d.NewTicket == nil {
 			return ticket.Committed{}, errors.New("ticket_created without NewTicket")
 		}
-		var seq int64
-		err := tx.Raw("UPDATE projects SET ticket_seq = ticket_seq + 1 WHERE id = ? RETURNING ticket_seq", d.ProjectID).
-			Scan(&seq).Error
-		if err != nil || seq == 0 {
-			return ticket.Committed{}, fmt.Errorf("next ticket number of project %d: %w", d.ProjectID, errors.Join(err, errIfZero(seq)))
-		}
+		// The ticket is numbered last, just before commit (numberTicket):
+		// the project's counter row stays locked from then to commit, and
+		// every new ticket of the project waits for it. Until then its
+		// number is the ledger row's ID, negated: unique and never a real
+		// number.
 		t = ticketRow{
-			ProjectID: d.ProjectID, Number: seq, Subject: d.NewTicket.Subject, Status: string(ticket.StatusOpen),
+			ProjectID: d.ProjectID, Number: -in.ID, Subject: d.NewTicket.Subject, Status: string(ticket.StatusOpen),
 			Requester: strings.ToLower(strings.TrimSpace(d.NewTicket.Requester)), CreatedAt: now, UpdatedAt: now,
 		}
 		if err := tx.Create(&t).Error; err != nil {
@@ -203,7 +206,7 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 		messageID = id
 	}
-	if err := addParticipants(tx, t.ID, project.Address, d.Participants); err != nil {
+	if err := addParticipants(tx, t.ID, desk, d.Participants); err != nil {
 		return ticket.Committed{}, err
 	}
 	for _, email := range d.Bouncing {
@@ -217,7 +220,7 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 	}
 	domain := d.MailDomain
 	if domain == "" {
-		_, domain, _ = strings.Cut(project.Address, "@")
+		_, domain, _ = strings.Cut(desk, "@")
 	}
 	for _, n := range d.Notify {
 		if n.MessageID == 0 {
@@ -232,7 +235,37 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 	if err := finish(d.Outcome, t.ID, d.Reason); err != nil {
 		return ticket.Committed{}, err
 	}
+	if t.Number < 0 {
+		n, err := s.numberTicket(tx, d.ProjectID, t.ID)
+		if err != nil {
+			return ticket.Committed{}, err
+		}
+		c.TicketNumber = n
+	}
 	return c, nil
+}
+
+// numberTicket gives a new ticket the project's next number. It locks the
+// project's counter until the transaction ends, so it is the last write of
+// a delivery: on PostgreSQL one statement, so that concurrent deliveries
+// to one project wait for a commit rather than for a whole delivery.
+func (s *Store) numberTicket(tx *gorm.DB, projectID, ticketID int64) (int64, error) {
+	var n int64
+	var err error
+	if s.dialect == dialectPostgres {
+		err = tx.Raw(`WITH seq AS (UPDATE projects SET ticket_seq = ticket_seq + 1 WHERE id = ? RETURNING ticket_seq)
+			UPDATE tickets SET number = (SELECT ticket_seq FROM seq) WHERE id = ? RETURNING number`, projectID, ticketID).
+			Scan(&n).Error
+	} else {
+		err = tx.Raw("UPDATE projects SET ticket_seq = ticket_seq + 1 WHERE id = ? RETURNING ticket_seq", projectID).Scan(&n).Error
+		if err == nil && n != 0 {
+			err = tx.Exec("UPDATE tickets SET number = ? WHERE id = ?", n, ticketID).Error
+		}
+	}
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("number ticket %d of project %d: %w", ticketID, projectID, errors.Join(err, errIfZero(n)))
+	}
+	return n, nil
 }
 
 func errIfZero(n int64) error {
@@ -384,31 +417,23 @@ func markBouncing(tx *gorm.DB, ticketID int64, email string, until time.Time) er
 	return nil
 }
 
-// queueNotification inserts a pending notification and gives it its
-// Message-ID "<sd.{id base 36}.{8 random hex}@{domain}>".
+// queueNotification inserts a pending notification with its Message-ID,
+// "<sd.{ticket id base 36}.{16 random hex}@{domain}>", in one statement.
 func queueNotification(tx *gorm.DB, projectID, ticketID int64, n ticket.Notification, domain string, now time.Time) (int64, error) {
-	placeholder, err := randomHex(16)
-	if err != nil {
-		return 0, err
-	}
-	row := notificationRow{
-		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
-		Recipient: n.To, MailID: "<pending." + placeholder + ">", State: string(ticket.NotificationPending),
-		CreatedAt: now,
-	}
-	if err := tx.Create(&row).Error; err != nil {
-		return 0, fmt.Errorf("queue %s notification: %w", n.Kind, err)
-	}
-	suffix, err := randomHex(4)
+	suffix, err := randomHex(8)
 	if err != nil {
 		return 0, err
 	}
 	if domain == "" {
 		domain = "localhost"
 	}
-	mailID := "<sd." + strconv.FormatInt(row.ID, 36) + "." + suffix + "@" + domain + ">"
-	if err := tx.Model(&notificationRow{}).Where("id = ?", row.ID).Update("mail_id", mailID).Error; err != nil {
-		return 0, fmt.Errorf("set message-id of notification %d: %w", row.ID, err)
+	row := notificationRow{
+		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
+		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 36) + "." + suffix + "@" + domain + ">",
+		State: string(ticket.NotificationPending), CreatedAt: now,
+	}
+	if err := tx.Create(&row).Error; err != nil {
+		return 0, fmt.Errorf("queue %s notification: %w", n.Kind, err)
 	}
 	return row.ID, nil
 }

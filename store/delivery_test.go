@@ -11,7 +11,7 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-var mailIDPattern = regexp.MustCompile(`^<sd\.[0-9a-z]+\.[0-9a-f]{8}@desk\.test>$`)
+var mailIDPattern = regexp.MustCompile(`^<sd\.[0-9a-z]+\.[0-9a-f]{16}@desk\.test>$`)
 
 func TestCommitDeliveryNewTickets(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {

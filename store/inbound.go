@@ -185,6 +185,91 @@ func (s *Store) RecordFetched(ctx context.Context, in ticket.Inbound, raw []byte
 	return id, created, nil
 }
 
+// Fetched is one downloaded message for RecordFetchedBatch.
+type Fetched struct {
+	UID        uint32
+	Raw        []byte
+	ReceivedAt time.Time
+}
+
+// RecordFetchedBatch writes messages downloaded from one folder of a
+// project (one UIDVALIDITY) to the ledger in one transaction, with the raw
+// bytes as content-addressed blobs: RecordFetched for many messages at
+// once, in a few multi-row statements. It returns the ledger IDs in the
+// order of msgs. A message already in the ledger (same UID) keeps its row
+// and ID, so a batch downloaded again after a crash changes nothing.
+func (s *Store) RecordFetchedBatch(ctx context.Context, projectID int64, uidValidity uint32, msgs []Fetched) ([]int64, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	blobs := make([]blobRow, 0, len(msgs))
+	rows := make([]inboundRow, 0, len(msgs))
+	uids := make([]int64, 0, len(msgs))
+	seen := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		if m.Raw == nil {
+			return nil, fmt.Errorf("record fetched uid %d: no raw message", m.UID)
+		}
+		sum := sha256.Sum256(m.Raw)
+		key := hex.EncodeToString(sum[:])
+		if !seen[key] {
+			seen[key] = true
+			blobs = append(blobs, blobRow{SHA256: key, Size: int64(len(m.Raw)), Data: m.Raw})
+		}
+		at := m.ReceivedAt
+		if at.IsZero() {
+			at = s.now()
+		}
+		rows = append(rows, inboundRow{ProjectID: projectID, UIDValidity: int64(uidValidity), UID: int64(m.UID),
+			Size: int64(len(m.Raw)), RawSHA256: &key, ReceivedAt: at.UTC()})
+		uids = append(uids, int64(m.UID))
+	}
+	first, last := msgs[0].UID, msgs[len(msgs)-1].UID
+	ids := make([]int64, len(msgs))
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "sha256"}}, DoNothing: true}).
+			CreateInBatches(blobs, fetchedPerStatement).Error
+		if err != nil {
+			return fmt.Errorf("store raw messages: %w", err)
+		}
+		// The inserted rows' IDs are read back by UID rather than taken
+		// from RETURNING, which skips the rows that were already there.
+		ins := make([]inboundRow, len(rows))
+		copy(ins, rows)
+		err = tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "project_id"}, {Name: "uid_validity"}, {Name: "uid"}},
+			DoNothing: true,
+		}).CreateInBatches(ins, fetchedPerStatement).Error
+		if err != nil {
+			return fmt.Errorf("insert ledger rows: %w", err)
+		}
+		var got []inboundRow
+		err = tx.Select("id", "uid").Where("project_id = ? AND uid_validity = ? AND uid IN ?",
+			projectID, int64(uidValidity), uids).Find(&got).Error
+		if err != nil {
+			return fmt.Errorf("read ledger rows: %w", err)
+		}
+		byUID := make(map[int64]int64, len(got))
+		for _, r := range got {
+			byUID[r.UID] = r.ID
+		}
+		for i, u := range uids {
+			if ids[i] = byUID[u]; ids[i] == 0 {
+				return fmt.Errorf("ledger row of uid %d missing after insert", u)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record %d fetched messages (uid %d..%d): %w", len(msgs), first, last, err)
+	}
+	return ids, nil
+}
+
+// fetchedPerStatement bounds the rows of one multi-row INSERT (SQLite
+// allows 32,766 parameters in a statement, PostgreSQL 65,535).
+const fetchedPerStatement = 100
+
 // AttachRaw stores the raw bytes of a row that is being refetched (after a
 // dead letter retry) and re-arms it: raw_sha256 set, outcome ”, refetch off.
 func (s *Store) AttachRaw(ctx context.Context, inboundID int64, raw []byte) error {

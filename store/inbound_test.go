@@ -191,3 +191,52 @@ func TestListInboundPages(t *testing.T) {
 
 // farFuture makes UnprocessedInbound consider every row, however fresh.
 var farFuture = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestRecordFetchedBatch(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		p := mustProjects(t, e.s, "acme")[0]
+		same := []byte("Subject: same bytes twice\r\n\r\nhello\r\n")
+		batch := []Fetched{
+			{UID: 10, Raw: []byte("Subject: ten\r\n\r\nten\r\n")},
+			{UID: 11, Raw: same},
+			{UID: 12, Raw: same},
+		}
+		ids, err := e.s.RecordFetchedBatch(ctx, p.ID, 7, batch)
+		if err != nil || len(ids) != 3 {
+			t.Fatalf("RecordFetchedBatch = %v, %v; want 3 ids", ids, err)
+		}
+		for i, id := range ids {
+			in, err := e.s.Inbound(ctx, id)
+			if err != nil {
+				t.Fatalf("Inbound(%d): %v", id, err)
+			}
+			raw, err := e.s.Blob(ctx, in.RawSHA256)
+			if in.UID != batch[i].UID || in.UIDValidity != 7 || in.Outcome != ticket.OutcomeNone ||
+				in.Size != int64(len(batch[i].Raw)) || in.ReceivedAt.IsZero() || err != nil || string(raw) != string(batch[i].Raw) {
+				t.Fatalf("message %d: Inbound(%d) = %+v, raw %q, %v; want UID %d with its raw bytes", i, id, in, raw, err, batch[i].UID)
+			}
+		}
+		if n := countRows(t, e.s, "blobs"); n != 2 {
+			t.Errorf("blobs has %d rows; want 2 (identical bytes stored once)", n)
+		}
+
+		t.Run("a batch downloaded again keeps the rows it already has", func(t *testing.T) {
+			again, err := e.s.RecordFetchedBatch(ctx, p.ID, 7, []Fetched{batch[2], {UID: 13, Raw: []byte("Subject: new\r\n\r\n")}})
+			if err != nil || len(again) != 2 || again[0] != ids[2] || again[1] == 0 || slices.Contains(ids, again[1]) {
+				t.Fatalf("RecordFetchedBatch(12, 13) = %v, %v; want [%d, a new id]", again, err, ids[2])
+			}
+			if n := countRows(t, e.s, "inbound"); n != 4 {
+				t.Errorf("inbound has %d rows; want 4", n)
+			}
+		})
+		t.Run("a message without bytes is refused", func(t *testing.T) {
+			if _, err := e.s.RecordFetchedBatch(ctx, p.ID, 7, []Fetched{{UID: 20}}); err == nil {
+				t.Fatal("RecordFetchedBatch(no raw) succeeded; want an error")
+			}
+			if n := countRows(t, e.s, "inbound"); n != 4 {
+				t.Errorf("inbound has %d rows after a refused batch; want 4", n)
+			}
+		})
+	})
+}

@@ -76,7 +76,7 @@ func forEach(t *testing.T, fn func(t *testing.T, e *env)) {
 // setup gives a fresh, migrated store on backend: a temp-file SQLite
 // database, or a new PostgreSQL schema dropped at cleanup. A PostgreSQL
 // server that cannot be reached fails the test.
-func setup(t *testing.T, backend string) *env {
+func setup(t testing.TB, backend string) *env {
 	t.Helper()
 	ctx := t.Context()
 	e := &env{clock: &clock{}}
@@ -125,7 +125,7 @@ func setup(t *testing.T, backend string) *env {
 
 // fixtures
 
-func mustProjects(t *testing.T, s *Store, keys ...string) []ticket.Project {
+func mustProjects(t testing.TB, s *Store, keys ...string) []ticket.Project {
 	t.Helper()
 	var ps []ticket.Project
 	for _, k := range keys {

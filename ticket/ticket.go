@@ -239,6 +239,9 @@ type Delivery struct {
 	Notify []Notification
 	// MailDomain is the domain for Message-IDs of queued notifications.
 	MailDomain string
+	// DeskAddress is the project's address, never a participant; empty:
+	// the store reads it from the project.
+	DeskAddress string
 }
 
 // Committed is what the store did with a Delivery.
@@ -247,4 +250,8 @@ type Committed struct {
 	TicketID      int64
 	TicketNumber  int64
 	Notifications []int64 // IDs of queued notifications, to enqueue
+	// Project and ReceivedAt describe the inbound message (its project's
+	// key, when it was fetched), for metrics; filled by the processor.
+	Project    string
+	ReceivedAt time.Time
 }
