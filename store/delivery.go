@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -59,6 +60,9 @@ func (s *Store) TicketIDByMessageIDs(ctx context.Context, projectID int64, messa
 // committing the same Message-ID at once end with one delivery and one
 // duplicate.
 func (s *Store) CommitDelivery(ctx context.Context, d ticket.Delivery) (ticket.Committed, error) {
+	if s.writers != nil {
+		return s.commitGrouped(ctx, d)
+	}
 	var c ticket.Committed
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var err error
@@ -329,13 +333,28 @@ func claimDedupKey(tx *gorm.DB, projectID int64, key string, inboundID int64) (f
 }
 
 func insertMessage(tx *gorm.DB, ticketID int64, m ticket.Message) (int64, error) {
+	row, err := newMessageRow(ticketID, m)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Create(&row).Error; err != nil {
+		return 0, fmt.Errorf("insert message: %w", err)
+	}
+	if err := insertAttachments(tx, map[int64][]ticket.Attachment{row.ID: m.Attachments}); err != nil {
+		return 0, err
+	}
+	return row.ID, nil
+}
+
+// newMessageRow is the row of message m on a ticket.
+func newMessageRow(ticketID int64, m ticket.Message) (messageRow, error) {
 	to, err := json.Marshal(nonNil(m.To))
 	if err != nil {
-		return 0, fmt.Errorf("encode To: %w", err)
+		return messageRow{}, fmt.Errorf("encode To: %w", err)
 	}
 	cc, err := json.Marshal(nonNil(m.Cc))
 	if err != nil {
-		return 0, fmt.Errorf("encode Cc: %w", err)
+		return messageRow{}, fmt.Errorf("encode Cc: %w", err)
 	}
 	row := messageRow{
 		TicketID: ticketID, InboundID: m.InboundID, Direction: string(m.Direction), Kind: string(m.Kind),
@@ -349,23 +368,46 @@ func insertMessage(tx *gorm.DB, ticketID int64, m ticket.Message) (int64, error)
 	if row.Kind == "" {
 		row.Kind = string(ticket.KindEmail)
 	}
-	if err := tx.Create(&row).Error; err != nil {
-		return 0, fmt.Errorf("insert message: %w", err)
+	return row, nil
+}
+
+// insertAttachments stores the attachments of messages (by message row
+// ID): their contents as content-addressed blobs and their rows, in
+// multi-row statements.
+func insertAttachments(tx *gorm.DB, byMessage map[int64][]ticket.Attachment) error {
+	var blobs []blobRow
+	var rows []attachmentRow
+	seen := map[string]bool{}
+	for msgID, atts := range byMessage {
+		for _, a := range atts {
+			data := a.Data
+			if data == nil {
+				data = []byte{}
+			}
+			sum := sha256.Sum256(data)
+			key := hex.EncodeToString(sum[:])
+			if !seen[key] {
+				seen[key] = true
+				blobs = append(blobs, blobRow{SHA256: key, Size: int64(len(data)), Data: data})
+			}
+			rows = append(rows, attachmentRow{
+				MessageID: msgID, Filename: a.Filename, ContentType: a.ContentType, Size: int64(len(data)),
+				BlobSHA256: key, Inline: a.Inline, ContentID: a.ContentID,
+			})
+		}
 	}
-	for i, a := range m.Attachments {
-		sum, err := putBlob(tx, a.Data)
-		if err != nil {
-			return 0, fmt.Errorf("attachment %d: %w", i, err)
-		}
-		ar := attachmentRow{
-			MessageID: row.ID, Filename: a.Filename, ContentType: a.ContentType, Size: int64(len(a.Data)),
-			BlobSHA256: sum, Inline: a.Inline, ContentID: a.ContentID,
-		}
-		if err := tx.Create(&ar).Error; err != nil {
-			return 0, fmt.Errorf("insert attachment %d: %w", i, err)
-		}
+	if len(rows) == 0 {
+		return nil
 	}
-	return row.ID, nil
+	err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "sha256"}}, DoNothing: true}).
+		CreateInBatches(blobs, fetchedPerStatement).Error
+	if err != nil {
+		return fmt.Errorf("store attachments: %w", err)
+	}
+	if err := tx.CreateInBatches(rows, fetchedPerStatement).Error; err != nil {
+		return fmt.Errorf("insert attachments: %w", err)
+	}
+	return nil
 }
 
 func nonNil(s []string) []string {
@@ -378,9 +420,33 @@ func nonNil(s []string) []string {
 // addParticipants adds addresses to a ticket, lower-cased and deduplicated,
 // never the desk address itself.
 func addParticipants(tx *gorm.DB, ticketID int64, deskAddress string, emails []string) error {
+	var rows []participantRow
+	for _, e := range participantEmails(deskAddress, emails) {
+		rows = append(rows, participantRow{TicketID: ticketID, Email: e})
+	}
+	return insertParticipants(tx, rows)
+}
+
+func insertParticipants(tx *gorm.DB, rows []participantRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	err := tx.Clauses(clause.OnConflict{
+		Columns: []clause.Column{{Name: "ticket_id"}, {Name: "email"}}, DoNothing: true,
+	}).CreateInBatches(rows, fetchedPerStatement).Error
+	if err != nil {
+		return fmt.Errorf("add participants to ticket %d: %w", rows[0].TicketID, err)
+	}
+	return nil
+}
+
+// participantEmails lower-cases and deduplicates addresses and drops the
+// desk's own (with or without a +tag).
+func participantEmails(deskAddress string, emails []string) []string {
 	desk := strings.ToLower(strings.TrimSpace(deskAddress))
 	deskLocal, deskDomain, _ := strings.Cut(desk, "@")
 	seen := map[string]bool{}
+	var out []string
 	for _, e := range emails {
 		e = strings.ToLower(strings.TrimSpace(e))
 		if e == "" || seen[e] || e == desk {
@@ -393,14 +459,9 @@ func addParticipants(tx *gorm.DB, ticketID int64, deskAddress string, emails []s
 			}
 		}
 		seen[e] = true
-		err := tx.Clauses(clause.OnConflict{
-			Columns: []clause.Column{{Name: "ticket_id"}, {Name: "email"}}, DoNothing: true,
-		}).Create(&participantRow{TicketID: ticketID, Email: e}).Error
-		if err != nil {
-			return fmt.Errorf("add participant to ticket %d: %w", ticketID, err)
-		}
+		out = append(out, e)
 	}
-	return nil
+	return out
 }
 
 // markBouncing records, within tx, that the lower-cased email bounces on
@@ -420,22 +481,29 @@ func markBouncing(tx *gorm.DB, ticketID int64, email string, until time.Time) er
 // queueNotification inserts a pending notification with its Message-ID,
 // "<sd.{ticket id base 36}.{16 random hex}@{domain}>", in one statement.
 func queueNotification(tx *gorm.DB, projectID, ticketID int64, n ticket.Notification, domain string, now time.Time) (int64, error) {
-	suffix, err := randomHex(8)
+	row, err := newNotificationRow(projectID, ticketID, n, domain, now)
 	if err != nil {
 		return 0, err
-	}
-	if domain == "" {
-		domain = "localhost"
-	}
-	row := notificationRow{
-		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
-		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 36) + "." + suffix + "@" + domain + ">",
-		State: string(ticket.NotificationPending), CreatedAt: now,
 	}
 	if err := tx.Create(&row).Error; err != nil {
 		return 0, fmt.Errorf("queue %s notification: %w", n.Kind, err)
 	}
 	return row.ID, nil
+}
+
+func newNotificationRow(projectID, ticketID int64, n ticket.Notification, domain string, now time.Time) (notificationRow, error) {
+	suffix, err := randomHex(8)
+	if err != nil {
+		return notificationRow{}, err
+	}
+	if domain == "" {
+		domain = "localhost"
+	}
+	return notificationRow{
+		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
+		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 36) + "." + suffix + "@" + domain + ">",
+		State: string(ticket.NotificationPending), CreatedAt: now,
+	}, nil
 }
 
 func randomHex(n int) (string, error) {

@@ -2,11 +2,9 @@ package store
 
 import (
 	"fmt"
-	"gorm.io/gorm"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -73,60 +71,4 @@ func ingestOne(b *testing.B, s *Store, p ticket.Project, uid uint32) error {
 	}
 	_, err = s.Inbound(ctx, id)
 	return err
-}
-
-func BenchmarkCommitBatchExperiment(b *testing.B) {
-	for _, n := range []int{1, 8, 32} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			e := setup(b, "sqlite")
-			p := mustProjects(b, e.s, "acme")[0]
-			uid := uint32(0)
-			for i := 0; i < b.N; i += n {
-				var ds []ticket.Delivery
-				err := e.s.tx(b.Context(), func(tx *gorm.DB) error {
-					ds = ds[:0]
-					for j := range n {
-						u := uid + uint32(j) + 1
-						raw := append([]byte(fmt.Sprintf("Message-ID: <%d@bench>\r\n", u)), benchRaw...)
-						row := inboundRow{ProjectID: p.ID, UIDValidity: 1, UID: int64(u), Size: int64(len(raw)), ReceivedAt: time.Now()}
-						sum, err := putBlob(tx, raw)
-						if err != nil {
-							return err
-						}
-						row.RawSHA256 = &sum
-						if err := tx.Create(&row).Error; err != nil {
-							return err
-						}
-						mid := fmt.Sprintf("<%d@bench>", u)
-						from := fmt.Sprintf("customer.%d@example.test", u)
-						ds = append(ds, ticket.Delivery{
-							InboundID: row.ID, ProjectID: p.ID, Outcome: ticket.OutcomeTicketCreated, DedupKey: "mid:" + mid,
-							NewTicket: &ticket.Ticket{Subject: "Cannot log in", Requester: from},
-							Message: &ticket.Message{Direction: ticket.DirectionInbound, Kind: ticket.KindEmail, From: from,
-								To: []string{p.Address}, Subject: "Cannot log in", Text: benchText, HTML: "<p>" + benchText + "</p>", MessageID: mid},
-							Participants: []string{from},
-							Notify:       []ticket.Notification{{Kind: ticket.NotifyThankYou, To: from}},
-							MailDomain:   "acme.test",
-						})
-					}
-					return nil
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
-				err = e.s.tx(b.Context(), func(tx *gorm.DB) error {
-					for _, d := range ds {
-						if _, err := e.s.commitDelivery(tx, d); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
-				uid += uint32(n)
-			}
-		})
-	}
 }
