@@ -229,10 +229,8 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		if err != nil {
 			return "", fmt.Errorf("list unprocessed mail: %w", err)
 		}
-		for _, id := range ids {
-			if _, err := f.enqueue.Process(ctx, id); err != nil {
-				return "", err
-			}
+		if err := f.enqueueProcess(ctx, ids); err != nil {
+			return "", err
 		}
 	}
 	if err := context.Cause(ctx); err != nil {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -144,13 +143,9 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 	}
 
-	desk := d.DeskAddress
-	if desk == "" {
-		var project projectRow
-		if err := tx.Select("address").Where("id = ?", d.ProjectID).Take(&project).Error; err != nil {
-			return ticket.Committed{}, fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
-		}
-		desk = project.Address
+	desk, err := deskAddress(tx, d)
+	if err != nil {
+		return ticket.Committed{}, err
 	}
 
 	c := ticket.Committed{Outcome: d.Outcome, TicketID: d.TicketID}
@@ -272,6 +267,19 @@ func (s *Store) numberTicket(tx *gorm.DB, projectID, ticketID int64) (int64, err
 	return n, nil
 }
 
+// deskAddress is the address of the delivery's project: the one it
+// carries, or the project row's.
+func deskAddress(tx *gorm.DB, d ticket.Delivery) (string, error) {
+	if d.DeskAddress != "" {
+		return d.DeskAddress, nil
+	}
+	var p projectRow
+	if err := tx.Select("address").Where("id = ?", d.ProjectID).Take(&p).Error; err != nil {
+		return "", fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
+	}
+	return p.Address, nil
+}
+
 func errIfZero(n int64) error {
 	if n == 0 {
 		return errors.New("project not found")
@@ -380,19 +388,14 @@ func insertAttachments(tx *gorm.DB, byMessage map[int64][]ticket.Attachment) err
 	seen := map[string]bool{}
 	for msgID, atts := range byMessage {
 		for _, a := range atts {
-			data := a.Data
-			if data == nil {
-				data = []byte{}
-			}
-			sum := sha256.Sum256(data)
-			key := hex.EncodeToString(sum[:])
-			if !seen[key] {
-				seen[key] = true
-				blobs = append(blobs, blobRow{SHA256: key, Size: int64(len(data)), Data: data})
+			b := newBlob(a.Data)
+			if !seen[b.SHA256] {
+				seen[b.SHA256] = true
+				blobs = append(blobs, b)
 			}
 			rows = append(rows, attachmentRow{
-				MessageID: msgID, Filename: a.Filename, ContentType: a.ContentType, Size: int64(len(data)),
-				BlobSHA256: key, Inline: a.Inline, ContentID: a.ContentID,
+				MessageID: msgID, Filename: a.Filename, ContentType: a.ContentType, Size: b.Size,
+				BlobSHA256: b.SHA256, Inline: a.Inline, ContentID: a.ContentID,
 			})
 		}
 	}

@@ -63,17 +63,21 @@ func (v inboundView) toTicket() ticket.Inbound {
 // putBlob stores data content-addressed (insert if absent) and returns its
 // SHA-256 in hex.
 func putBlob(tx *gorm.DB, data []byte) (string, error) {
+	b := newBlob(data)
+	err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "sha256"}}, DoNothing: true}).Create(&b).Error
+	if err != nil {
+		return "", fmt.Errorf("store blob %s: %w", b.SHA256[:12], err)
+	}
+	return b.SHA256, nil
+}
+
+// newBlob is the content-addressed row of data.
+func newBlob(data []byte) blobRow {
 	sum := sha256.Sum256(data)
-	key := hex.EncodeToString(sum[:])
 	if data == nil {
 		data = []byte{}
 	}
-	err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "sha256"}}, DoNothing: true}).
-		Create(&blobRow{SHA256: key, Size: int64(len(data)), Data: data}).Error
-	if err != nil {
-		return "", fmt.Errorf("store blob %s: %w", key[:12], err)
-	}
-	return key, nil
+	return blobRow{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Data: data}
 }
 
 // addDeadLetter records an open dead letter unless one is already open for
@@ -210,12 +214,12 @@ func (s *Store) RecordFetchedBatch(ctx context.Context, projectID int64, uidVali
 		if m.Raw == nil {
 			return nil, fmt.Errorf("record fetched uid %d: no raw message", m.UID)
 		}
-		sum := sha256.Sum256(m.Raw)
-		key := hex.EncodeToString(sum[:])
-		if !seen[key] {
-			seen[key] = true
-			blobs = append(blobs, blobRow{SHA256: key, Size: int64(len(m.Raw)), Data: m.Raw})
+		b := newBlob(m.Raw)
+		if !seen[b.SHA256] {
+			seen[b.SHA256] = true
+			blobs = append(blobs, b)
 		}
+		key := b.SHA256
 		at := m.ReceivedAt
 		if at.IsZero() {
 			at = s.now()

@@ -212,13 +212,9 @@ func (s *Store) insertNewTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, 
 		if len(d.Message.Attachments) > 0 {
 			atts[msgID] = d.Message.Attachments
 		}
-		desk := d.DeskAddress
-		if desk == "" {
-			var p projectRow
-			if err := tx.Select("address").Where("id = ?", d.ProjectID).Take(&p).Error; err != nil {
-				return fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
-			}
-			desk = p.Address
+		desk, err := deskAddress(tx, d)
+		if err != nil {
+			return err
 		}
 		for _, e := range participantEmails(desk, append([]string{tickets[j].Requester}, d.Participants...)) {
 			parts = append(parts, participantRow{TicketID: tid, Email: e})
