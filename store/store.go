@@ -99,6 +99,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	}
 	var dialector gorm.Dialector
 	maxConns := o.MaxOpenConns
+	wal := false
 	switch strings.ToLower(scheme) {
 	case "sqlite", "sqlite3":
 		path, query, _ := strings.Cut(rest, "?")
@@ -115,7 +116,6 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		if path == ":memory:" {
 			maxConns = 1
 		} else {
-			q.Add("_pragma", "journal_mode(WAL)")
 			q.Add("_pragma", "synchronous(NORMAL)")
 			q.Add("_pragma", "temp_store(MEMORY)")
 			maxConns = cmp.Or(maxConns, 4)
@@ -123,6 +123,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		dialector = sqlite.Open(path + "?" + q.Encode())
 		s.dialect = dialectSQLite
 		s.writers = make(chan struct{}, 1)
+		wal = path != ":memory:"
 	case "postgres", "postgresql":
 		dialector = postgres.Open(rawURL)
 		s.dialect = dialectPostgres
@@ -131,13 +132,33 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open database: unknown scheme %q (want sqlite:// or postgres://)", scheme)
 	}
 
-	db, err := gorm.Open(dialector, &gorm.Config{
-		Logger:                 newGormLogger(log),
-		SkipDefaultTransaction: true,
-		NowFunc:                func() time.Time { return s.now().UTC() },
+	// Opening a SQLite file that another process is writing can meet
+	// SQLITE_BUSY outside busy_timeout's reach: retried like a
+	// transaction conflict.
+	var db *gorm.DB
+	err := s.retry(ctx, func() error {
+		var err error
+		db, err = gorm.Open(dialector, &gorm.Config{
+			Logger:                 newGormLogger(log),
+			SkipDefaultTransaction: true,
+			NowFunc:                func() time.Time { return s.now().UTC() },
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open database (%s): %w", s.dialect, err)
+	}
+	if wal {
+		// WAL is a property of the file: set once here, not by every new
+		// connection, where it can meet SQLITE_BUSY while another process
+		// writes.
+		err := s.retry(ctx, func() error { return db.WithContext(ctx).Exec("PRAGMA journal_mode=WAL").Error })
+		if err != nil {
+			if sqlDB, derr := db.DB(); derr == nil {
+				_ = sqlDB.Close()
+			}
+			return nil, fmt.Errorf("open database (sqlite): set WAL mode: %w", err)
+		}
 	}
 	s.db = db
 	sqlDB, err := db.DB()
