@@ -59,14 +59,28 @@ func (s *Store) TicketIDByMessageIDs(ctx context.Context, projectID int64, messa
 // committing the same Message-ID at once end with one delivery and one
 // duplicate.
 func (s *Store) CommitDelivery(ctx context.Context, d ticket.Delivery) (ticket.Committed, error) {
-	if s.writers != nil {
-		return s.commitGrouped(ctx, d)
+	return s.commitGrouped(ctx, d)
+}
+
+// commitOne commits one delivery in its own transaction. Its caller, a
+// group's leader, holds the gate (on SQLite the write gate: so not s.tx).
+func (s *Store) commitOne(ctx context.Context, d ticket.Delivery) (ticket.Committed, error) {
+	if s.dialect == dialectPostgres && opensTicket(d) {
+		c, ok, err := s.commitNewTicketPostgres(ctx, d)
+		if err != nil {
+			return ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: %w", d.InboundID, err)
+		}
+		if ok {
+			return c, nil
+		}
 	}
 	var c ticket.Committed
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		c, err = s.commitDelivery(tx, d)
-		return err
+	err := s.retry(ctx, func() error {
+		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var err error
+			c, err = s.commitDelivery(tx, d)
+			return err
+		})
 	})
 	if err != nil {
 		return ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: %w", d.InboundID, err)
@@ -482,7 +496,8 @@ func markBouncing(tx *gorm.DB, ticketID int64, email string, until time.Time) er
 }
 
 // queueNotification inserts a pending notification with its Message-ID,
-// "<sd.{ticket id base 36}.{16 random hex}@{domain}>", in one statement.
+// "<sd.{ticket id}.{16 random hex}@{domain}>", in one statement
+// (commitNewTicketSQL makes the same in SQL).
 func queueNotification(tx *gorm.DB, projectID, ticketID int64, n ticket.Notification, domain string, now time.Time) (int64, error) {
 	row, err := newNotificationRow(projectID, ticketID, n, domain, now)
 	if err != nil {
@@ -504,7 +519,7 @@ func newNotificationRow(projectID, ticketID int64, n ticket.Notification, domain
 	}
 	return notificationRow{
 		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
-		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 36) + "." + suffix + "@" + domain + ">",
+		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 10) + "." + suffix + "@" + domain + ">",
 		State: string(ticket.NotificationPending), CreatedAt: now,
 	}, nil
 }

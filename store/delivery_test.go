@@ -11,7 +11,7 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-var mailIDPattern = regexp.MustCompile(`^<sd\.[0-9a-z]+\.[0-9a-f]{16}@desk\.test>$`)
+var mailIDPattern = regexp.MustCompile(`^<sd\.[0-9]+\.[0-9a-f]{16}@desk\.test>$`)
 
 func TestCommitDeliveryNewTickets(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
@@ -77,8 +77,9 @@ func TestCommitDeliveryNewTickets(t *testing.T) {
 				t.Fatalf("Notification(%d): %v", c.Notifications[0], err)
 			}
 			if n.State != ticket.NotificationPending || n.Kind != ticket.NotifyThankYou || n.To != "alice@customer.test" ||
-				n.TicketID != c.TicketID || n.MessageID != m.ID || n.Project != "beta" || !mailIDPattern.MatchString(n.MailID) {
-				t.Fatalf("notification = %+v, want a pending thank-you to alice about message %d with a MailID like %s", n, m.ID, mailIDPattern)
+				n.TicketID != c.TicketID || n.MessageID != m.ID || n.Project != "beta" || !mailIDPattern.MatchString(n.MailID) ||
+				!strings.HasPrefix(n.MailID, fmt.Sprintf("<sd.%d.", c.TicketID)) {
+				t.Fatalf("notification = %+v, want a pending thank-you to alice about message %d with a MailID like %s naming ticket %d", n, m.ID, mailIDPattern, c.TicketID)
 			}
 			in, err := e.s.Inbound(ctx, id)
 			if err != nil || in.Outcome != ticket.OutcomeTicketCreated || in.TicketID != c.TicketID || in.TicketNumber != 2 || in.ProcessedAt.IsZero() {

@@ -10,15 +10,20 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-// groupCommit commits concurrent deliveries together on SQLite. SQLite
-// writes one transaction at a time, and most of a small transaction's cost
-// is fixed (taking the lock, writing each touched page to the WAL once per
-// commit), so the process jobs that wait for the write gate hand their
-// deliveries to whichever of them gets it first (the leader), which
-// commits every waiting delivery in one transaction. Each caller still
-// learns its own result, and a batch that fails is redone one delivery
-// per transaction, so one bad delivery never fails the others.
+// groupCommit commits concurrent deliveries together. On SQLite, which
+// writes one transaction at a time, most of a small transaction's cost is
+// fixed (taking the lock, writing each touched page to the WAL once per
+// commit). On PostgreSQL, every new ticket of a project waits for the
+// project's ticket counter, which a delivery holds until its commit is
+// flushed to disk; a group takes it once. So the process jobs that wait
+// for the gate hand their deliveries to whichever of them gets it first
+// (the leader), which commits every waiting delivery in one transaction.
+// Each caller still learns its own result, and a batch that fails is redone
+// one delivery per transaction, so one bad delivery never fails the others.
 type groupCommit struct {
+	// gate admits the leaders: one at a time on SQLite (the store's write
+	// gate), a few at once on PostgreSQL.
+	gate    chan struct{}
 	mu      sync.Mutex
 	pending []*commitRequest
 }
@@ -27,10 +32,11 @@ type groupCommit struct {
 const maxGroup = 32
 
 type commitRequest struct {
-	d    ticket.Delivery
-	c    ticket.Committed
-	err  error
-	done chan struct{}
+	d     ticket.Delivery
+	taken bool // by a leader; guarded by groupCommit.mu
+	c     ticket.Committed
+	err   error
+	done  chan struct{}
 }
 
 // commitGrouped is CommitDelivery on a store with a write gate.
@@ -47,26 +53,35 @@ func (s *Store) commitGrouped(ctx context.Context, d ticket.Delivery) (ticket.Co
 			// The delivery may still be committed by a leader: commits are
 			// idempotent, and a retried job finds its outcome.
 			return ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: %w", d.InboundID, ctx.Err())
-		case s.writers <- struct{}{}:
-			// The leader holds the gate until the batch is done, so a
-			// request is either still pending here or done already.
+		case s.group.gate <- struct{}{}:
 			s.group.mu.Lock()
+			if req.taken {
+				// Another leader commits it: wait for that, not the gate.
+				s.group.mu.Unlock()
+				<-s.group.gate
+				select {
+				case <-req.done:
+					return req.c, req.err
+				case <-ctx.Done():
+					return ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: %w", d.InboundID, ctx.Err())
+				}
+			}
 			n := min(len(s.group.pending), maxGroup)
 			batch := s.group.pending[:n:n]
 			s.group.pending = s.group.pending[n:]
+			for _, r := range batch {
+				r.taken = true
+			}
 			s.group.mu.Unlock()
 			s.commitBatch(context.WithoutCancel(ctx), batch)
-			<-s.writers
+			<-s.group.gate
 		}
 	}
 }
 
-// commitBatch commits batch in one transaction, holding the write gate,
-// and closes every request's done.
+// commitBatch commits batch in one transaction, holding the gate, and
+// closes every request's done.
 func (s *Store) commitBatch(ctx context.Context, batch []*commitRequest) {
-	if len(batch) == 0 {
-		return
-	}
 	defer func() {
 		for _, r := range batch {
 			close(r.done)
@@ -94,16 +109,6 @@ func (s *Store) commitBatch(ctx context.Context, batch []*commitRequest) {
 		s.log.Warn("grouped commit failed; committing its deliveries one by one", "deliveries", len(batch), "err", err)
 	}
 	for _, r := range batch {
-		r.err = s.retry(ctx, func() error {
-			return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-				var err error
-				r.c, err = s.commitDelivery(tx, r.d)
-				return err
-			})
-		})
-		if r.err != nil {
-			r.c = ticket.Committed{}
-			r.err = fmt.Errorf("commit delivery of inbound %d: %w", r.d.InboundID, r.err)
-		}
+		r.c, r.err = s.commitOne(ctx, r.d)
 	}
 }

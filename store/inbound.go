@@ -348,6 +348,29 @@ func (s *Store) Inbound(ctx context.Context, id int64) (ticket.Inbound, error) {
 	return v.toTicket(), nil
 }
 
+// InboundMessage returns ledger row id with its raw message, in one
+// query: the work of a process job. raw is nil when the row has no raw
+// message stored, when its blob is missing, or when the row's size is
+// above maxSize (the message is not read then).
+func (s *Store) InboundMessage(ctx context.Context, id, maxSize int64) (ticket.Inbound, []byte, error) {
+	var v struct {
+		View     inboundView `gorm:"embedded"`
+		RawFound bool
+		RawData  []byte
+	}
+	err := inboundQuery(s.db.WithContext(ctx)).
+		Select(inboundSelect+", blobs.sha256 IS NOT NULL AS raw_found, blobs.data AS raw_data").
+		Joins("LEFT JOIN blobs ON blobs.sha256 = inbound.raw_sha256 AND inbound.size <= ?", maxSize).
+		Where("inbound.id = ?", id).Take(&v).Error
+	if err != nil {
+		return ticket.Inbound{}, nil, fmt.Errorf("inbound %d: %w", id, notFound(err))
+	}
+	if v.RawFound && v.RawData == nil {
+		v.RawData = []byte{}
+	}
+	return v.View.toTicket(), v.RawData, nil
+}
+
 // UnprocessedInbound returns the IDs of rows of a project that have their
 // raw message but no outcome yet and were fetched before fetchedBefore,
 // oldest first: the work whose process task may have been lost.

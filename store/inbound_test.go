@@ -50,6 +50,18 @@ func TestRecordFetched(t *testing.T) {
 			_, err = e.s.Inbound(ctx, id+1000)
 			wantErr(t, "Inbound(unknown)", err, ErrNotFound)
 		})
+		t.Run("a process job reads row and raw message at once", func(t *testing.T) {
+			got, data, err := e.s.InboundMessage(ctx, id, int64(len(raw)))
+			if err != nil || got.ID != id || got.Project != "acme" || string(data) != string(raw) {
+				t.Fatalf("InboundMessage(%d, size limit) = %+v, %q, %v; want the row and its raw message", id, got, data, err)
+			}
+			got, data, err = e.s.InboundMessage(ctx, id, int64(len(raw))-1)
+			if err != nil || got.ID != id || data != nil {
+				t.Fatalf("InboundMessage(%d, limit below its size) = %+v, %q, %v; want the row and no raw message", id, got, data, err)
+			}
+			_, _, err = e.s.InboundMessage(ctx, id+1000, 1<<20)
+			wantErr(t, "InboundMessage(unknown)", err, ErrNotFound)
+		})
 		t.Run("same bytes under another UID share the blob", func(t *testing.T) {
 			in2 := in
 			in2.UID = 2

@@ -13,9 +13,10 @@ import (
 )
 
 // commitMany commits a group of deliveries in tx and returns their results
-// in order. Deliveries that open a ticket are written together, one
-// multi-row statement per table (commitNewTickets); the rest, and any
-// that turn out to be duplicates or already committed, one by one.
+// in order. Deliveries that open a ticket are written together: on SQLite
+// one multi-row statement per table (commitNewTickets), on PostgreSQL one
+// statement each (commitNewTicketsPostgres); the rest, and any that turn
+// out to be duplicates or already committed, one by one.
 func (s *Store) commitMany(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committed, error) {
 	out := make([]ticket.Committed, len(ds))
 	var fresh []int
@@ -37,7 +38,13 @@ func (s *Store) commitMany(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committe
 	for j, i := range fresh {
 		group[j] = ds[i]
 	}
-	cs, err := s.commitNewTickets(tx, group)
+	var cs []ticket.Committed
+	var err error
+	if s.dialect == dialectPostgres {
+		cs, err = s.commitNewTicketsPostgres(tx, group)
+	} else {
+		cs, err = s.commitNewTickets(tx, group)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -62,10 +62,13 @@ type Store struct {
 	// Other processes on the same file still meet busy_timeout. Nil on
 	// PostgreSQL.
 	writers chan struct{}
-	// group holds the deliveries waiting for the write gate (SQLite only:
-	// on PostgreSQL, grouping measured slower than concurrent commits).
+	// group holds the deliveries waiting to be committed.
 	group groupCommit
 }
+
+// postgresGroupLeaders is how many groups of deliveries one process
+// commits at once on PostgreSQL (groupCommit).
+const postgresGroupLeaders = 2
 
 const (
 	dialectSQLite   = "sqlite"
@@ -123,10 +126,12 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		dialector = sqlite.Open(path + "?" + q.Encode())
 		s.dialect = dialectSQLite
 		s.writers = make(chan struct{}, 1)
+		s.group.gate = s.writers
 		wal = path != ":memory:"
 	case "postgres", "postgresql":
 		dialector = postgres.Open(rawURL)
 		s.dialect = dialectPostgres
+		s.group.gate = make(chan struct{}, postgresGroupLeaders)
 		maxConns = cmp.Or(maxConns, 10)
 	default:
 		return nil, fmt.Errorf("open database: unknown scheme %q (want sqlite:// or postgres://)", scheme)
