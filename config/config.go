@@ -102,7 +102,9 @@ type Scheduler struct {
 // Worker tunes the worker role.
 type Worker struct {
 	// Concurrency is how many ingest jobs (fetch, process) run at once in one
-	// process. Defaults to 8.
+	// process. Defaults to 32: a process job mostly waits for the database,
+	// and the raw bytes being processed at once are capped at 8 x
+	// limits.max_message_size whatever this is.
 	Concurrency int `yaml:"concurrency"`
 	// NotifyConcurrency is how many outbound mails are sent at once in one
 	// process, on their own queue so a slow SMTP server never delays
@@ -323,7 +325,7 @@ func (c *Config) withDefaults() {
 	if c.Scheduler.Tick == 0 {
 		c.Scheduler.Tick = Duration(time.Second)
 	}
-	defInt(&c.Worker.Concurrency, 8)
+	defInt(&c.Worker.Concurrency, 32)
 	defInt(&c.Worker.NotifyConcurrency, 4)
 	defInt(&c.Worker.ProcessRetries, 8)
 	defInt(&c.Worker.NotifyRetries, 12)

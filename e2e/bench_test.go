@@ -44,7 +44,7 @@ import (
 const (
 	benchCorpusSize  = 2000
 	benchBatchSize   = 200 // imap.batch_size of the end-to-end run and the bare fetch's batches
-	benchConcurrency = 8   // worker.concurrency (the default)
+	benchConcurrency = 32  // worker.concurrency (the default)
 	benchPoll        = "1s"
 	benchLatencyPoll = "2s"
 	benchLatencyMsgs = 200

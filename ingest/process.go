@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
@@ -21,7 +23,10 @@ import (
 // store.ErrNotFound)); both mean "none". Any other error is treated as
 // temporary and returned from Process so that the job retries.
 type Store interface {
-	Inbound(ctx context.Context, id int64) (ticket.Inbound, error)
+	// InboundMessage returns a ledger row and its raw message, or a nil
+	// raw message when none is stored or the row's size is above maxSize
+	// (then the message is not read).
+	InboundMessage(ctx context.Context, id, maxSize int64) (ticket.Inbound, []byte, error)
 	Blob(ctx context.Context, sha256hex string) ([]byte, error)
 	// TicketIDByMessageIDs gives the ticket of the project that has a
 	// message (inbound or outbound) with one of the Message-IDs.
@@ -49,7 +54,17 @@ type Options struct {
 	// NotFound reports whether a Store error means "none" rather than a
 	// failure. Defaults to reporting false (then only (0, nil) means none).
 	NotFound func(error) bool
+	// MaxInFlightBytes caps the raw size of the messages a Processor
+	// parses and commits at once (parsing takes a few times the raw size):
+	// a message waits for room, so many small messages run side by side
+	// while large ones take turns. Defaults to 8 x MaxMessageSize.
+	MaxInFlightBytes int64
 }
+
+// inlineRead is the size up to which a message is read with its ledger
+// row, in one query, before it has room in the in-flight budget: most mail
+// is far smaller. Larger messages are read once they have room.
+const inlineRead = 1 << 20
 
 // DefaultMaxMessageSize is the default of Options.MaxMessageSize.
 const DefaultMaxMessageSize = 25 << 20
@@ -69,6 +84,8 @@ type Processor struct {
 	maxSize  int64
 	now      func() time.Time
 	notFound func(error) bool
+	inflight *semaphore.Weighted // raw bytes being processed
+	budget   int64               // its size
 }
 
 // NewProcessor returns a Processor for the given desks. keys verifies reply
@@ -86,6 +103,8 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		now:      opts.Now,
 		notFound: opts.NotFound,
 	}
+	p.budget = cmp.Or(opts.MaxInFlightBytes, 8*p.maxSize)
+	p.inflight = semaphore.NewWeighted(p.budget)
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -121,16 +140,16 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 // Failed deliveries carry no DedupKey, so a later good copy of the same
 // message is not taken for a duplicate.
 func (p *Processor) Process(ctx context.Context, inboundID int64) (ticket.Committed, error) {
-	in, err := p.st.Inbound(ctx, inboundID)
+	in, raw, err := p.st.InboundMessage(ctx, inboundID, min(p.maxSize, inlineRead))
 	if err != nil {
 		return ticket.Committed{}, fmt.Errorf("load inbound %d: %w", inboundID, err)
 	}
-	c, err := p.process(ctx, in)
+	c, err := p.process(ctx, in, raw)
 	c.Project, c.ReceivedAt = in.Project, in.ReceivedAt
 	return c, err
 }
 
-func (p *Processor) process(ctx context.Context, in ticket.Inbound) (ticket.Committed, error) {
+func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) (ticket.Committed, error) {
 	if in.Outcome != ticket.OutcomeNone {
 		return ticket.Committed{Outcome: in.Outcome, TicketID: in.TicketID, TicketNumber: in.TicketNumber}, nil
 	}
@@ -157,12 +176,23 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound) (ticket.Comm
 	if in.RawSHA256 == "" {
 		return fail("raw message was not stored")
 	}
-	raw, err := p.st.Blob(ctx, in.RawSHA256)
-	switch {
-	case err != nil && p.notFound(err):
+	weight := min(max(in.Size, int64(len(raw))), p.budget)
+	if err := p.inflight.Acquire(ctx, weight); err != nil {
+		return ticket.Committed{}, fmt.Errorf("wait for room to process inbound %d (%d bytes): %w", in.ID, in.Size, err)
+	}
+	defer p.inflight.Release(weight)
+	if raw == nil && in.Size > inlineRead {
+		var err error
+		raw, err = p.st.Blob(ctx, in.RawSHA256)
+		switch {
+		case err != nil && p.notFound(err):
+			raw = nil
+		case err != nil:
+			return ticket.Committed{}, fmt.Errorf("load raw message %s of inbound %d: %w", in.RawSHA256, in.ID, err)
+		}
+	}
+	if raw == nil {
 		return fail("raw message " + in.RawSHA256 + " is missing from the store")
-	case err != nil:
-		return ticket.Committed{}, fmt.Errorf("load raw message %s of inbound %d: %w", in.RawSHA256, in.ID, err)
 	}
 	if int64(len(raw)) > p.maxSize {
 		return fail(tooLarge(int64(len(raw)), p.maxSize))

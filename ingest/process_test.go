@@ -27,24 +27,30 @@ type fakeStore struct {
 	dedup      map[string]int64 // DedupKey -> ticket
 	commits    []ticket.Delivery
 	blobCalls  int
+	largeReads int   // of raw messages on their own, not with the ledger row
 	lookupErr  error // returned by TicketIDByMessageIDs when set
 	nextTicket int64
 }
 
-func (f *fakeStore) Inbound(_ context.Context, id int64) (ticket.Inbound, error) {
+func (f *fakeStore) InboundMessage(_ context.Context, id, maxSize int64) (ticket.Inbound, []byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	in, ok := f.inbound[id]
 	if !ok {
-		return ticket.Inbound{}, errNotFound
+		return ticket.Inbound{}, nil, errNotFound
 	}
-	return in, nil
+	if in.RawSHA256 == "" || in.Size > maxSize {
+		return in, nil, nil
+	}
+	f.blobCalls++
+	return in, f.blobs[in.RawSHA256], nil
 }
 
 func (f *fakeStore) Blob(_ context.Context, sum string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.blobCalls++
+	f.largeReads++
 	b, ok := f.blobs[sum]
 	if !ok {
 		return nil, errNotFound
@@ -488,7 +494,7 @@ func TestProcessFailures(t *testing.T) {
 				b.st.inbound[id] = in
 				return id
 			},
-			wantReason: "not configured",
+			wantReason: "not configured", wantBlob: true, // read with the row, in one query
 		},
 	}
 	for _, tt := range tests {
@@ -529,6 +535,36 @@ func TestProcessIdempotent(t *testing.T) {
 	wantEqual(t, "commits", len(b.st.commits), 1)
 	wantEqual(t, "outcome on the second run", again.Outcome, first.Outcome)
 	wantEqual(t, "ticket on the second run", again.TicketID, first.TicketID)
+}
+
+// Most mail is read with its ledger row; a message above inlineRead is
+// read on its own once it has room in the in-flight budget, and one larger
+// than the whole budget still goes through, alone.
+func TestProcessReadsLargeMessagesWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	large := []byte("From: alice@customer.test\r\nTo: support@acme.test\r\nSubject: big log\r\n" +
+		"Message-ID: <big@customer.test>\r\n\r\n" + strings.Repeat("log line\r\n", inlineRead/10+1000))
+	tests := []struct {
+		name           string
+		raw            []byte
+		budget         int64
+		wantLargeReads int
+	}{
+		{"small mail comes with its row", readCorpus(t, "gmail.eml"), 0, 0},
+		{"large mail is read on its own", large, 0, 1},
+		{"mail larger than the budget goes through alone", large, 1000, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, &Options{MaxInFlightBytes: tt.budget})
+			c, err := b.proc.Process(context.Background(), b.add(tt.raw))
+			if err != nil || c.Outcome != ticket.OutcomeTicketCreated {
+				t.Fatalf("Process = %+v, %v; want a new ticket", c, err)
+			}
+			wantEqual(t, "raw messages read on their own", b.st.largeReads, tt.wantLargeReads)
+		})
+	}
 }
 
 func TestProcessStoreErrorsAreReturned(t *testing.T) {
