@@ -5,8 +5,9 @@
 // per-recipient counts for caps, bounce suppression (recipients whose mail
 // came back as a delivery status notification, RFC 3464) and dead letters.
 //
-// It runs on SQLite (github.com/glebarez/sqlite, pure Go, WAL, immediate
-// transactions, so several processes may share one file) and PostgreSQL
+// It runs on SQLite (github.com/ncruces/go-sqlite3, pure Go, under gorm's
+// github.com/glebarez/sqlite dialector; WAL, immediate transactions, so
+// several processes may share one file) and PostgreSQL
 // (gorm.io/driver/postgres). It is the only package that imports gorm; gorm's
 // errors never leave it: callers branch on ErrNotFound and ErrLeaseLost.
 package store
@@ -14,6 +15,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -66,6 +69,10 @@ type Store struct {
 	group groupCommit
 }
 
+// sqliteTimeFormat is how times are written to SQLite: the format of
+// SQLite's date and time functions, with nanoseconds and the offset.
+const sqliteTimeFormat = "2006-01-02 15:04:05.999999999-07:00"
+
 // postgresGroupLeaders is how many groups of deliveries one process
 // commits at once on PostgreSQL (groupCommit).
 const postgresGroupLeaders = 2
@@ -101,6 +108,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open database: url %q has no scheme (want sqlite:// or postgres://)", redactURL(rawURL))
 	}
 	var dialector gorm.Dialector
+	var sqliteConn *sql.DB // closed here if gorm cannot open it
 	maxConns := o.MaxOpenConns
 	wal := false
 	switch strings.ToLower(scheme) {
@@ -123,7 +131,16 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 			q.Add("_pragma", "temp_store(MEMORY)")
 			maxConns = cmp.Or(maxConns, 4)
 		}
-		dialector = sqlite.Open(path + "?" + q.Encode())
+		// Times are written as the store always wrote them (the format of
+		// glebarez/go-sqlite, its driver until 2026-11), so older files
+		// still compare and scan.
+		q.Set("_timefmt", sqliteTimeFormat)
+		conn, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("open database (sqlite): %w", err)
+		}
+		sqliteConn = conn
+		dialector = &sqlite.Dialector{Conn: conn}
 		s.dialect = dialectSQLite
 		s.writers = make(chan struct{}, 1)
 		s.group.gate = s.writers
@@ -147,10 +164,18 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 			Logger:                 newGormLogger(log),
 			SkipDefaultTransaction: true,
 			NowFunc:                func() time.Time { return s.now().UTC() },
+			// SQLite parses every statement it is given: the store reuses
+			// them per connection (pgx does that itself on PostgreSQL).
+			PrepareStmt:        s.dialect == dialectSQLite,
+			PrepareStmtMaxSize: 512,
+			PrepareStmtTTL:     time.Hour,
 		})
 		return err
 	})
 	if err != nil {
+		if sqliteConn != nil {
+			_ = sqliteConn.Close()
+		}
 		return nil, fmt.Errorf("open database (%s): %w", s.dialect, err)
 	}
 	if wal {

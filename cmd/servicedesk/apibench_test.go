@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,8 +35,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/glebarez/go-sqlite"  // database/sql driver "sqlite", the one the store uses
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", the one the store uses
+	_ "github.com/jackc/pgx/v5/stdlib"       // database/sql driver "pgx", the one the store uses
+	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3", the one the store uses
 
 	"github.com/servicedesk/servicedesk/api"
 	"github.com/servicedesk/servicedesk/store"
@@ -216,7 +217,9 @@ func populateTickets(ctx context.Context, backend, url string, st *store.Store, 
 	}
 	driver, dsn := "pgx", url
 	if backend == "sqlite" {
-		driver, dsn = "sqlite", strings.TrimPrefix(url, "sqlite://")+"?_pragma=busy_timeout(10000)"
+		// Times in the store's format (store.sqliteTimeFormat).
+		driver, dsn = "sqlite3", "file:"+strings.TrimPrefix(url, "sqlite://")+"?_pragma=busy_timeout(10000)&_timefmt="+
+			neturl.QueryEscape("2006-01-02 15:04:05.999999999-07:00")
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
