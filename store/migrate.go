@@ -24,6 +24,7 @@ var migrations = []migration{
 	{2, "bounces and per-recipient notification index", migrateBounces},
 	{3, "project address verifications", migrateVerifications},
 	{4, "indexes for newest-first lists", migrateListIndexes},
+	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail
@@ -57,6 +58,32 @@ func migrateListIndexes(tx *gorm.DB) error {
 		`CREATE INDEX IF NOT EXISTS idx_tickets_project_created ON tickets (project_id, created_at DESC, id DESC)`,
 		`CREATE INDEX IF NOT EXISTS idx_tickets_project_status_created ON tickets (project_id, status, created_at DESC, id DESC)`,
 		`CREATE INDEX IF NOT EXISTS idx_inbound_project_received ON inbound (project_id, received_at DESC, id DESC)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateLZ4 has PostgreSQL compress raw mail and message bodies with lz4
+// rather than pglz: the ingest benchmark found pglz_compress a seventh of
+// the server's CPU. lz4 compresses text somewhat less and several times
+// faster. Values already stored keep their compression. A server built
+// without lz4, and SQLite, are left as they are.
+func migrateLZ4(tx *gorm.DB) error {
+	if tx.Dialector.Name() != dialectPostgres {
+		return nil
+	}
+	var lz4 bool
+	err := tx.Raw(`SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4).Error
+	if err != nil || !lz4 {
+		return err
+	}
+	for _, q := range []string{
+		`ALTER TABLE blobs ALTER COLUMN data SET COMPRESSION lz4`,
+		`ALTER TABLE messages ALTER COLUMN text SET COMPRESSION lz4`,
+		`ALTER TABLE messages ALTER COLUMN html SET COMPRESSION lz4`,
 	} {
 		if err := tx.Exec(q).Error; err != nil {
 			return err

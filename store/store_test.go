@@ -104,6 +104,18 @@ func TestMigrate(t *testing.T) {
 				t.Fatalf("schema_migrations has %d rows, want %d", n, len(migrations))
 			}
 		})
+		if e.s.dialect == dialectPostgres {
+			t.Run("raw mail and bodies are compressed with lz4", func(t *testing.T) {
+				for _, col := range []struct{ table, column string }{{"blobs", "data"}, {"messages", "text"}, {"messages", "html"}} {
+					var method string
+					err := e.s.db.WithContext(t.Context()).Raw(`SELECT attcompression::text FROM pg_attribute
+						WHERE attrelid = to_regclass(?) AND attname = ?`, col.table, col.column).Scan(&method).Error
+					if err != nil || method != "l" {
+						t.Errorf("%s.%s compression = %q, %v; want l (lz4)", col.table, col.column, method, err)
+					}
+				}
+			})
+		}
 		t.Run("concurrent from two stores", func(t *testing.T) {
 			// A fresh database: drop everything by reopening a new env.
 			fresh := setupUnmigrated(t, e)
