@@ -73,6 +73,9 @@ type Fetcher struct {
 	// LeaseTTL bounds how long a crashed fetcher keeps others off its
 	// mailbox. Defaults to 30s; renewed every third of it while running.
 	LeaseTTL time.Duration
+	// Handoff, when set, receives the mail just stored, for the process
+	// jobs of this process.
+	Handoff *Handoff
 }
 
 // NewFetcher wires a fetcher. maxSize is limits.max_message_size.
@@ -197,6 +200,10 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		ids, err := f.store.RecordFetchedBatch(ctx, d.ID, st.UIDValidity, batch)
 		if err != nil {
 			return err
+		}
+		for i, m := range batch {
+			f.Handoff.put(ticket.Inbound{ID: ids[i], ProjectID: d.ID, Project: d.Config.Key, UIDValidity: st.UIDValidity,
+				UID: m.UID, ReceivedAt: m.ReceivedAt}, m.Raw)
 		}
 		return f.enqueueProcess(ctx, ids)
 	})

@@ -86,13 +86,18 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		proc := ingest.NewProcessor(ingestStore{st}, keys, ingestProjects(desks),
+		// Mail a fetch stores goes straight to this process's process
+		// jobs, up to 32 MiB of it (messages up to 3.2 MiB).
+		handoff := jobs.NewHandoff(32 << 20)
+		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
 		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
 			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates})
 		defer deliverer.Close()
+		fetcher := jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
+		fetcher.Handoff = handoff
 		w := jobs.NewWorker(rdb,
-			jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log),
+			fetcher,
 			jobs.NewProcessHandler(proc, st, enq, m, c.log),
 			jobs.NewSendHandler(deliverer, notify.Permanent, st, m, c.log),
 			jobs.WorkerOptions{Concurrency: c.cfg.Worker.Concurrency, NotifyConcurrency: c.cfg.Worker.NotifyConcurrency,

@@ -116,8 +116,19 @@ var (
 	_ ingest.Store = ingestStore{}
 )
 
-// ingestStore adapts the store to what ingest asks: "no ticket" is (0, nil).
-type ingestStore struct{ *store.Store }
+// ingestStore adapts the store to what ingest asks: "no ticket" is (0, nil),
+// and mail this process's fetches just stored comes from the hand-off.
+type ingestStore struct {
+	*store.Store
+	handoff *jobs.Handoff
+}
+
+func (s ingestStore) InboundMessage(ctx context.Context, id, maxSize int64) (ticket.Inbound, []byte, error) {
+	if in, raw, ok := s.handoff.Take(id); ok && in.Size <= maxSize {
+		return in, raw, nil
+	}
+	return s.Store.InboundMessage(ctx, id, maxSize)
+}
 
 func (s ingestStore) TicketIDByMessageIDs(ctx context.Context, projectID int64, ids []string) (int64, error) {
 	id, err := s.Store.TicketIDByMessageIDs(ctx, projectID, ids)
