@@ -61,10 +61,10 @@ type Options struct {
 	MaxInFlightBytes int64
 }
 
-// inlineRead is the size up to which a message is read with its ledger
-// row, in one query, before it has room in the in-flight budget: most mail
-// is far smaller. Larger messages are read once they have room.
-const inlineRead = 1 << 20
+// InlineReadSize is the size up to which a message is read with its
+// ledger row, in one query, before it has room in the in-flight budget:
+// most mail is far smaller. Larger messages are read once they have room.
+const InlineReadSize = 1 << 20
 
 // DefaultMaxMessageSize is the default of Options.MaxMessageSize.
 const DefaultMaxMessageSize = 25 << 20
@@ -140,7 +140,7 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 // Failed deliveries carry no DedupKey, so a later good copy of the same
 // message is not taken for a duplicate.
 func (p *Processor) Process(ctx context.Context, inboundID int64) (ticket.Committed, error) {
-	in, raw, err := p.st.InboundMessage(ctx, inboundID, min(p.maxSize, inlineRead))
+	in, raw, err := p.st.InboundMessage(ctx, inboundID, min(p.maxSize, InlineReadSize))
 	if err != nil {
 		return ticket.Committed{}, fmt.Errorf("load inbound %d: %w", inboundID, err)
 	}
@@ -181,7 +181,7 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 		return ticket.Committed{}, fmt.Errorf("wait for room to process inbound %d (%d bytes): %w", in.ID, in.Size, err)
 	}
 	defer p.inflight.Release(weight)
-	if raw == nil && in.Size > inlineRead {
+	if raw == nil && in.Size > InlineReadSize {
 		var err error
 		raw, err = p.st.Blob(ctx, in.RawSHA256)
 		switch {

@@ -537,13 +537,13 @@ func TestProcessIdempotent(t *testing.T) {
 	wantEqual(t, "ticket on the second run", again.TicketID, first.TicketID)
 }
 
-// Most mail is read with its ledger row; a message above inlineRead is
+// Most mail is read with its ledger row; a message above InlineReadSize is
 // read on its own once it has room in the in-flight budget, and one larger
 // than the whole budget still goes through, alone.
 func TestProcessReadsLargeMessagesWithinTheBudget(t *testing.T) {
 	t.Parallel()
 	large := []byte("From: alice@customer.test\r\nTo: support@acme.test\r\nSubject: big log\r\n" +
-		"Message-ID: <big@customer.test>\r\n\r\n" + strings.Repeat("log line\r\n", inlineRead/10+1000))
+		"Message-ID: <big@customer.test>\r\n\r\n" + strings.Repeat("log line\r\n", InlineReadSize/10+1000))
 	tests := []struct {
 		name           string
 		raw            []byte

@@ -17,11 +17,12 @@ import (
 // retried task reads the database) and the oldest are dropped beyond
 // maxBytes of raw mail.
 type Handoff struct {
-	mu       sync.Mutex
-	maxBytes int
-	bytes    int
-	byID     map[int64]*list.Element
-	order    *list.List // of *handoffEntry, oldest first
+	mu         sync.Mutex
+	maxBytes   int
+	maxMessage int
+	bytes      int
+	byID       map[int64]*list.Element
+	order      *list.List // of *handoffEntry, oldest first
 }
 
 type handoffEntry struct {
@@ -29,15 +30,17 @@ type handoffEntry struct {
 	raw []byte
 }
 
-// NewHandoff returns a Handoff that holds at most maxBytes of raw mail.
-func NewHandoff(maxBytes int) *Handoff {
-	return &Handoff{maxBytes: maxBytes, byID: map[int64]*list.Element{}, order: list.New()}
+// NewHandoff returns a Handoff that holds at most maxBytes of raw mail, in
+// messages of at most maxMessage bytes (larger ones are left to the
+// database: pass the size up to which the process jobs take a message
+// with its ledger row, ingest.InlineReadSize).
+func NewHandoff(maxBytes, maxMessage int) *Handoff {
+	return &Handoff{maxBytes: maxBytes, maxMessage: min(maxMessage, maxBytes), byID: map[int64]*list.Element{}, order: list.New()}
 }
 
 // put hands over the message just stored as ledger row in (no outcome).
-// Messages larger than a tenth of the hand-off are not kept.
 func (h *Handoff) put(in ticket.Inbound, raw []byte) {
-	if h == nil || len(raw) > h.maxBytes/10 {
+	if h == nil || len(raw) > h.maxMessage {
 		return
 	}
 	sum := sha256.Sum256(raw)

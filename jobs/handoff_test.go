@@ -9,7 +9,7 @@ import (
 
 func TestHandoff(t *testing.T) {
 	raw := func(n int) []byte { return bytes.Repeat([]byte("x"), n) }
-	h := NewHandoff(1000)
+	h := NewHandoff(1000, 100)
 	h.put(ticket.Inbound{ID: 1, ProjectID: 7, Project: "acme", UID: 11}, raw(100))
 
 	in, got, ok := h.Take(1)
@@ -33,7 +33,7 @@ func TestHandoff(t *testing.T) {
 	}
 	h.put(ticket.Inbound{ID: 30}, raw(101))
 	if _, _, ok := h.Take(30); ok {
-		t.Error("Take(30) found a message above a tenth of the hand-off; want such messages left to the database")
+		t.Error("Take(30) found a message above the per-message limit; want such messages left to the database")
 	}
 
 	var none *Handoff

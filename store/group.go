@@ -73,8 +73,10 @@ func (s *Store) commitGrouped(ctx context.Context, d ticket.Delivery) (ticket.Co
 				r.taken = true
 			}
 			s.group.mu.Unlock()
-			s.commitBatch(context.WithoutCancel(ctx), batch)
-			<-s.group.gate
+			func() {
+				defer func() { <-s.group.gate }()
+				s.commitBatch(context.WithoutCancel(ctx), batch)
+			}()
 		}
 	}
 }
@@ -83,8 +85,15 @@ func (s *Store) commitGrouped(ctx context.Context, d ticket.Delivery) (ticket.Co
 // closes every request's done.
 func (s *Store) commitBatch(ctx context.Context, batch []*commitRequest) {
 	defer func() {
+		p := recover()
 		for _, r := range batch {
+			if p != nil { // each job retries; commits are idempotent
+				r.c, r.err = ticket.Committed{}, fmt.Errorf("commit delivery of inbound %d: panic in the group's commit: %v", r.d.InboundID, p)
+			}
 			close(r.done)
+		}
+		if p != nil {
+			panic(p)
 		}
 	}()
 	if len(batch) > 1 {

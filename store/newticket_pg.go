@@ -12,17 +12,18 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-// newTicketSQL writes a delivery that opens a ticket on PostgreSQL in
-// one statement, so in one round trip: data-modifying CTEs run once each,
-// see one snapshot and link through RETURNING. It does what commitDelivery
-// does for that case, in the same order of locks: the ledger row (still
-// without an outcome), the dedup key, then (%s, the seq CTE) the ticket's
-// number, from the project's counter (newTicketNumberedSQL: held until
-// commit, so best alone in its implicit transaction) or temporary
-// (newTicketUnnumberedSQL, for a group numbered at its end), then the rows
-// of the new ticket and the ledger's outcome. When the ledger row already
-// has an outcome, or another row holds the dedup key, it writes nothing
-// and returns no row: commitDelivery then decides.
+// newTicketSQL* write a delivery that opens a ticket on PostgreSQL in one
+// statement, so in one round trip: data-modifying CTEs run once each, see
+// one snapshot and link through RETURNING. They do what commitDelivery
+// does for that case, taking locks in the same order: the ledger row
+// (still without an outcome), the dedup key, the attachments' blobs, then
+// the ticket's number (the seq CTE, between newTicketSQLHead and
+// newTicketSQLTail): from the project's counter (newTicketNumberedSQL,
+// held until commit, so alone in its implicit transaction) or temporary
+// (newTicketUnnumberedSQL, for a group numbered at its end); then the
+// rows of the new ticket and the ledger's outcome. When the ledger row
+// already has an outcome, or another row holds the dedup key, they write
+// nothing and return no row: commitDelivery then decides.
 //
 // Parameters: $1 inbound ID, $2 project ID, $3 dedup key, $4 now,
 // $5 ticket subject, $6 requester, $7..$18 the message (direction, kind,
@@ -32,14 +33,21 @@ import (
 // sha256, inline, content ID), $29..$32 notifications (message ID or 0
 // for this message, kind, recipient, Message-ID suffix), $33 "@{mail domain}>",
 // $34 ledger reason, $35 whether the message is internal.
-const newTicketSQL = `
+const (
+	newTicketSQLHead = `
 WITH l AS (
 	SELECT id FROM inbound WHERE id = $1::bigint AND project_id = $2::bigint AND outcome = '' FOR UPDATE
 ), k AS (
 	INSERT INTO dedup_keys (project_id, "key", inbound_id) SELECT $2::bigint, $3::text, id FROM l
 	ON CONFLICT (project_id, "key") DO NOTHING RETURNING inbound_id
+), b AS (
+	INSERT INTO blobs (sha256, size, data) SELECT * FROM unnest($20::text[], $21::bigint[], $22::bytea[])
+	WHERE EXISTS (SELECT 1 FROM k)
+	ON CONFLICT (sha256) DO NOTHING
+	RETURNING 1
 ), seq AS (
-	%s
+	`
+	newTicketSQLTail = `
 ), t AS (
 	INSERT INTO tickets (project_id, number, subject, status, requester, created_at, updated_at)
 	SELECT $2::bigint, ticket_seq, $5::text, 'open', $6::text, $4::timestamptz, $4::timestamptz FROM seq
@@ -52,13 +60,10 @@ WITH l AS (
 	RETURNING id
 ), p AS (
 	INSERT INTO participants (ticket_id, email) SELECT t.id, e FROM t, unnest($19::text[]) AS e
-), b AS (
-	INSERT INTO blobs (sha256, size, data) SELECT * FROM unnest($20::text[], $21::bigint[], $22::bytea[])
-	WHERE EXISTS (SELECT 1 FROM t)
-	ON CONFLICT (sha256) DO NOTHING
 ), a AS (
 	INSERT INTO attachments (message_id, filename, content_type, size, sha256, inline, content_id)
-	SELECT m.id, x.filename, x.ct, x.size, x.sha, x.inline, x.cid FROM m, unnest($23::text[], $24::text[], $25::bigint[], $26::text[], $27::bool[], $28::text[]) AS x(filename, ct, size, sha, inline, cid)
+	SELECT m.id, x.filename, x.ct, x.size, x.sha, x.inline, x.cid
+	FROM m, unnest($23::text[], $24::text[], $25::bigint[], $26::text[], $27::bool[], $28::text[]) AS x(filename, ct, size, sha, inline, cid)
 ), n AS (
 	INSERT INTO notifications (project_id, ticket_id, message_id, kind, recipient, mail_id, state, created_at)
 	SELECT $2::bigint, t.id, CASE WHEN x.msg = 0 THEN m.id ELSE x.msg END, x.kind, x.rcpt,
@@ -73,13 +78,13 @@ WITH l AS (
 )
 SELECT t.id, t.number, COALESCE((SELECT string_agg(id::text, ' ' ORDER BY id) FROM n), '') FROM t`
 
-var (
-	// newTicketNumberedSQL numbers the ticket from the project's counter.
-	newTicketNumberedSQL = fmt.Sprintf(newTicketSQL,
-		`UPDATE projects SET ticket_seq = ticket_seq + 1 WHERE id = $2::bigint AND EXISTS (SELECT 1 FROM k) RETURNING ticket_seq`)
-	// newTicketUnnumberedSQL gives it the temporary number -inbound ID,
-	// for numberTickets to replace before commit.
-	newTicketUnnumberedSQL = fmt.Sprintf(newTicketSQL, `SELECT -inbound_id AS ticket_seq FROM k`)
+	// newTicketNumberedSQL takes the number from the project's counter,
+	// after the blobs are written (the count of b makes them run first).
+	newTicketNumberedSQL = newTicketSQLHead + `UPDATE projects SET ticket_seq = ticket_seq + 1
+	WHERE id = $2::bigint AND EXISTS (SELECT 1 FROM k) AND (SELECT count(*) FROM b) >= 0 RETURNING ticket_seq` + newTicketSQLTail
+	// newTicketUnnumberedSQL gives the ticket the temporary number
+	// -inbound ID, for numberTickets to replace before commit.
+	newTicketUnnumberedSQL = newTicketSQLHead + `SELECT -inbound_id AS ticket_seq FROM k` + newTicketSQLTail
 )
 
 // commitNewTicketPostgres commits d, a delivery that opens a ticket
@@ -89,7 +94,7 @@ var (
 func (s *Store) commitNewTicketPostgres(ctx context.Context, d ticket.Delivery) (c ticket.Committed, ok bool, err error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return ticket.Committed{}, false, err
+		return ticket.Committed{}, false, fmt.Errorf("database handle: %w", err)
 	}
 	err = s.retry(ctx, func() error {
 		c, ok, err = s.insertNewTicketPostgres(ctx, s.db.WithContext(ctx), sqlDB, d, true)
@@ -141,12 +146,13 @@ type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// insertNewTicketPostgres runs newTicketSQL for d on q, numbered or with
+// insertNewTicketPostgres runs newTicketNumberedSQL or
+// newTicketUnnumberedSQL for d on q, numbered or with
 // its temporary number. ok is false when it wrote nothing.
 func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q queryer, d ticket.Delivery, numbered bool) (ticket.Committed, bool, error) {
 	desk, err := deskAddress(db, d)
 	if err != nil {
-		return ticket.Committed{}, false, err
+		return ticket.Committed{}, false, err // names the project
 	}
 	domain := d.MailDomain
 	if domain == "" {
@@ -163,7 +169,7 @@ func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q quer
 	}
 	row, err := newMessageRow(0, m)
 	if err != nil {
-		return ticket.Committed{}, false, err
+		return ticket.Committed{}, false, fmt.Errorf("message row: %w", err)
 	}
 	requester := strings.ToLower(strings.TrimSpace(d.NewTicket.Requester))
 	participants := participantEmails(desk, append([]string{requester}, d.Participants...))
@@ -187,7 +193,7 @@ func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q quer
 	for _, n := range d.Notify {
 		suffix, err := randomHex(8)
 		if err != nil {
-			return ticket.Committed{}, false, err
+			return ticket.Committed{}, false, fmt.Errorf("notification Message-ID: %w", err)
 		}
 		nMsg, nKind, nTo, nSuffix = append(nMsg, n.MessageID), append(nKind, string(n.Kind)), append(nTo, n.To), append(nSuffix, suffix)
 	}
@@ -207,19 +213,22 @@ func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q quer
 		"@"+domain+">", d.Reason, row.Internal,
 	)
 	if err != nil {
-		return ticket.Committed{}, false, err
+		return ticket.Committed{}, false, fmt.Errorf("write new ticket: %w", err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
-		return ticket.Committed{}, false, rows.Err()
+		if err := rows.Err(); err != nil {
+			return ticket.Committed{}, false, fmt.Errorf("write new ticket: %w", err)
+		}
+		return ticket.Committed{}, false, nil
 	}
 	c := ticket.Committed{Outcome: ticket.OutcomeTicketCreated}
 	var notes string
 	if err := rows.Scan(&c.TicketID, &c.TicketNumber, &notes); err != nil {
-		return ticket.Committed{}, false, err
+		return ticket.Committed{}, false, fmt.Errorf("read new ticket: %w", err)
 	}
 	if err := rows.Close(); err != nil {
-		return ticket.Committed{}, false, err
+		return ticket.Committed{}, false, fmt.Errorf("write new ticket: %w", err)
 	}
 	for _, f := range strings.Fields(notes) {
 		id, err := strconv.ParseInt(f, 10, 64)

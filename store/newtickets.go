@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +22,8 @@ import (
 func (s *Store) commitMany(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committed, error) {
 	out := make([]ticket.Committed, len(ds))
 	var fresh []int
-	for i, d := range ds {
+	for _, i := range lockOrder(ds) {
+		d := ds[i]
 		if opensTicket(d) {
 			fresh = append(fresh, i)
 			continue
@@ -52,6 +55,22 @@ func (s *Store) commitMany(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committe
 		out[i] = cs[j]
 	}
 	return out, nil
+}
+
+// lockOrder is the order in which a group's deliveries are written: by
+// project, ticket and dedup key, so that two groups committing at once
+// (PostgreSQL) take the rows both touch in the same order and do not
+// deadlock.
+func lockOrder(ds []ticket.Delivery) []int {
+	order := make([]int, len(ds))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(ds[a].ProjectID, ds[b].ProjectID), cmp.Compare(ds[a].TicketID, ds[b].TicketID),
+			cmp.Compare(ds[a].DedupKey, ds[b].DedupKey))
+	})
+	return order
 }
 
 // opensTicket reports whether d is the plain case commitNewTickets
@@ -314,6 +333,7 @@ func (s *Store) numberTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, tic
 		}
 		byProject[p] = append(byProject[p], j)
 	}
+	slices.Sort(projects) // one lock order for every group: no deadlock between them
 	for _, p := range projects {
 		js := byProject[p]
 		var last int64

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -285,9 +286,7 @@ func retryable(err error) bool {
 		}
 		return false
 	}
-	msg := err.Error()
-	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked") ||
-		strings.Contains(msg, "SQLITE_LOCKED")
+	return errors.Is(err, sqlite3.BUSY) || errors.Is(err, sqlite3.LOCKED)
 }
 
 // notFound maps gorm's not-found to ErrNotFound; other errors pass through.

@@ -87,8 +87,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			return err
 		}
 		// Mail a fetch stores goes straight to this process's process
-		// jobs, up to 32 MiB of it (messages up to 3.2 MiB).
-		handoff := jobs.NewHandoff(32 << 20)
+		// jobs, up to 32 MiB of it, in messages the jobs take with their
+		// ledger row.
+		handoff := jobs.NewHandoff(32<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
 		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
