@@ -231,10 +231,7 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 			return ticket.Committed{}, fmt.Errorf("mark %s bouncing on ticket %d: %w", email, t.ID, err)
 		}
 	}
-	domain := d.MailDomain
-	if domain == "" {
-		_, domain, _ = strings.Cut(desk, "@")
-	}
+	domain := notifyDomain(d, desk)
 	for _, n := range d.Notify {
 		if n.MessageID == 0 {
 			n.MessageID = messageID
@@ -292,6 +289,16 @@ func deskAddress(tx *gorm.DB, d ticket.Delivery) (string, error) {
 		return "", fmt.Errorf("read project %d: %w", d.ProjectID, notFound(err))
 	}
 	return p.Address, nil
+}
+
+// notifyDomain is the domain of the Message-IDs of a delivery's
+// notifications: the one it carries, or the desk address's.
+func notifyDomain(d ticket.Delivery, desk string) string {
+	if d.MailDomain != "" {
+		return d.MailDomain
+	}
+	_, domain, _ := strings.Cut(desk, "@")
+	return domain
 }
 
 func errIfZero(n int64) error {

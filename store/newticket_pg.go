@@ -104,40 +104,33 @@ func (s *Store) commitNewTicketPostgres(ctx context.Context, d ticket.Delivery) 
 }
 
 // commitNewTicketsPostgres is commitNewTickets on PostgreSQL: one
-// statement for each delivery (newTicketUnnumberedSQL), commitDelivery for
-// those it leaves, then the new tickets are numbered together, last, so
-// that the project's counter is locked once per group and only until
-// commit.
-func (s *Store) commitNewTicketsPostgres(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committed, error) {
-	out := make([]ticket.Committed, len(ds))
-	var numbered, later []int
+// statement for each delivery (newTicketUnnumberedSQL), then the new
+// tickets are numbered together, last, so that the project's counter is
+// locked once per group and only until commit. The deliveries it does not
+// write are left, as by commitNewTickets.
+func (s *Store) commitNewTicketsPostgres(tx *gorm.DB, ds []ticket.Delivery) (out []ticket.Committed, left []int, err error) {
+	out = make([]ticket.Committed, len(ds))
+	var numbered []int
 	var ticketIDs []int64
 	for i, d := range ds {
 		c, ok, err := s.insertNewTicketPostgres(tx.Statement.Context, tx, tx.Statement.ConnPool, d, false)
 		switch {
 		case err != nil:
-			return nil, fmt.Errorf("inbound %d: %w", d.InboundID, err)
+			return nil, nil, fmt.Errorf("inbound %d: %w", d.InboundID, err)
 		case ok:
 			out[i] = c
 			numbered = append(numbered, i)
 			ticketIDs = append(ticketIDs, c.TicketID)
 		default:
-			later = append(later, i) // after numbering: it may duplicate one of ours
+			left = append(left, i)
 		}
 	}
 	if len(numbered) > 0 {
 		if err := s.numberTickets(tx, ds, numbered, ticketIDs, out); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	for _, i := range later {
-		c, err := s.commitDelivery(tx, ds[i])
-		if err != nil {
-			return nil, fmt.Errorf("inbound %d: %w", ds[i].InboundID, err)
-		}
-		out[i] = c
-	}
-	return out, nil
+	return out, left, nil
 }
 
 // queryer is what a statement needs: a *sql.DB or, in a transaction, a
@@ -154,12 +147,9 @@ func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q quer
 	if err != nil {
 		return ticket.Committed{}, false, err // names the project
 	}
-	domain := d.MailDomain
+	domain := notifyDomain(d, desk)
 	if domain == "" {
-		_, domain, _ = strings.Cut(desk, "@")
-	}
-	if domain == "" {
-		domain = "localhost"
+		domain = "localhost" // as newNotificationRow
 	}
 	now := s.now().UTC()
 	m := *d.Message

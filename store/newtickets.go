@@ -42,14 +42,22 @@ func (s *Store) commitMany(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committe
 		group[j] = ds[i]
 	}
 	var cs []ticket.Committed
+	var left []int // of group: duplicates and rows with an outcome
 	var err error
 	if s.dialect == dialectPostgres {
-		cs, err = s.commitNewTicketsPostgres(tx, group)
+		cs, left, err = s.commitNewTicketsPostgres(tx, group)
 	} else {
-		cs, err = s.commitNewTickets(tx, group)
+		cs, left, err = s.commitNewTickets(tx, group)
 	}
 	if err != nil {
 		return nil, err
+	}
+	// After the group's tickets are numbered: one of them may be what a
+	// left delivery duplicates.
+	for _, j := range left {
+		if cs[j], err = s.commitDelivery(tx, group[j]); err != nil {
+			return nil, fmt.Errorf("inbound %d: %w", group[j].InboundID, err)
+		}
 	}
 	for j, i := range fresh {
 		out[i] = cs[j]
@@ -86,17 +94,18 @@ func opensTicket(d ticket.Delivery) bool {
 // tickets, messages, attachments, participants and notifications, close
 // the ledger rows and number the tickets (last, as commitDelivery does).
 // A delivery whose ledger row already has an outcome, or whose dedup key
-// another row holds, is left to commitDelivery, after the others.
-func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Committed, error) {
+// another row holds, is left (its index in left) for commitDelivery, after
+// the others.
+func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) (out []ticket.Committed, left []int, err error) {
 	now := s.now().UTC()
-	out := make([]ticket.Committed, len(ds))
+	out = make([]ticket.Committed, len(ds))
 	ids := make([]int64, len(ds))
 	for i, d := range ds {
 		ids[i] = d.InboundID
 	}
 	var rows []inboundRow
 	if err := lockForUpdate(tx, s.dialect).Select("id", "project_id", "outcome").Where("id IN ?", ids).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("lock ledger rows: %w", err)
+		return nil, nil, fmt.Errorf("lock ledger rows: %w", err)
 	}
 	ledger := make(map[int64]inboundRow, len(rows))
 	for _, r := range rows {
@@ -107,9 +116,9 @@ func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Co
 		r, ok := ledger[d.InboundID]
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("lock ledger row %d: %w", d.InboundID, ErrNotFound)
+			return nil, nil, fmt.Errorf("lock ledger row %d: %w", d.InboundID, ErrNotFound)
 		case r.ProjectID != d.ProjectID:
-			return nil, fmt.Errorf("delivery is for project %d but inbound row %d for project %d", d.ProjectID, r.ID, r.ProjectID)
+			return nil, nil, fmt.Errorf("delivery is for project %d but inbound row %d for project %d", d.ProjectID, r.ID, r.ProjectID)
 		case r.Outcome != "":
 			later = append(later, i)
 		default:
@@ -130,11 +139,11 @@ func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Co
 			Columns: []clause.Column{{Name: "project_id"}, {Name: "key"}}, DoNothing: true,
 		}).Create(&keys).Error
 		if err != nil {
-			return nil, fmt.Errorf("claim dedup keys: %w", err)
+			return nil, nil, fmt.Errorf("claim dedup keys: %w", err)
 		}
 		var owners []dedupKeyRow
 		if err := tx.Select("project_id", "key", "inbound_id").Where(`"key" IN ?`, names).Find(&owners).Error; err != nil {
-			return nil, fmt.Errorf("read dedup keys: %w", err)
+			return nil, nil, fmt.Errorf("read dedup keys: %w", err)
 		}
 		owner := make(map[string]int64, len(owners))
 		for _, o := range owners {
@@ -153,17 +162,10 @@ func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) ([]ticket.Co
 
 	if len(todo) > 0 {
 		if err := s.insertNewTickets(tx, ds, todo, out, now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	for _, i := range later {
-		c, err := s.commitDelivery(tx, ds[i])
-		if err != nil {
-			return nil, fmt.Errorf("inbound %d: %w", ds[i].InboundID, err)
-		}
-		out[i] = c
-	}
-	return out, nil
+	return out, later, nil
 }
 
 // insertNewTickets writes the deliveries ds[todo...], whose ledger rows
@@ -245,10 +247,7 @@ func (s *Store) insertNewTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, 
 		for _, e := range participantEmails(desk, append([]string{tickets[j].Requester}, d.Participants...)) {
 			parts = append(parts, participantRow{TicketID: tid, Email: e})
 		}
-		domain := d.MailDomain
-		if domain == "" {
-			_, domain, _ = strings.Cut(desk, "@")
-		}
+		domain := notifyDomain(d, desk)
 		for _, n := range d.Notify {
 			if n.MessageID == 0 {
 				n.MessageID = msgID
