@@ -69,15 +69,7 @@ func TestNewTicketInOneStatementMatchesTransaction(t *testing.T) {
 		dup := delivery(ps[2], 2)
 		dup.DedupKey = first.DedupKey
 		ds := []ticket.Delivery{first, dup, third}
-		var cs []ticket.Committed
-		err := e.s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			var err error
-			cs, err = e.s.commitMany(tx, ds)
-			return err
-		})
-		if err != nil {
-			t.Fatalf("commitMany: %v", err)
-		}
+		cs := mustCommitMany(t, e.s, ds)
 		if cs[0].Outcome != ticket.OutcomeTicketCreated || cs[0].TicketNumber != 1 || len(cs[0].Notifications) != 2 ||
 			cs[1].Outcome != ticket.OutcomeDuplicate || cs[1].TicketID != cs[0].TicketID ||
 			cs[2].Outcome != ticket.OutcomeTicketCreated || cs[2].TicketNumber != 2 {

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"gorm.io/gorm"
-
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
@@ -41,15 +39,7 @@ func TestCommitManyMatchesOneByOne(t *testing.T) {
 		first := mustCommit(t, e.s, committed)
 		ds = append(ds, dupInGroup, dupOfEarlier, reply, committed)
 
-		var got []ticket.Committed
-		err := e.s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			var err error
-			got, err = e.s.commitMany(tx, ds)
-			return err
-		})
-		if err != nil {
-			t.Fatalf("commitMany: %v", err)
-		}
+		got := mustCommitMany(t, e.s, ds)
 		var numbers []int64
 		for i := range 4 {
 			c := got[i]

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
@@ -178,6 +180,21 @@ func mustCommit(t *testing.T, s *Store, d ticket.Delivery) ticket.Committed {
 		t.Fatalf("CommitDelivery(inbound %d, %s): %v", d.InboundID, d.Outcome, err)
 	}
 	return c
+}
+
+// mustCommitMany commits ds as one group, in one transaction.
+func mustCommitMany(t *testing.T, s *Store, ds []ticket.Delivery) []ticket.Committed {
+	t.Helper()
+	var cs []ticket.Committed
+	err := s.db.WithContext(t.Context()).Transaction(func(tx *gorm.DB) error {
+		var err error
+		cs, err = s.commitMany(tx, ds)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("commitMany: %v", err)
+	}
+	return cs
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
