@@ -12,6 +12,10 @@ go vet ./...
 echo "== go test"
 go test -count=1 -timeout 25m -p 2 ./... 2>&1 | tee /tmp/servicedesk-test.log
 status=${PIPESTATUS[0]}
+echo "== go test -fuzz FuzzIngest (30s)"
+fuzz=0
+go test -run '^$' -fuzz '^FuzzIngest$' -fuzztime 30s ./ingest || fuzz=$?
+if [ "$fuzz" -ne 0 ] && [ "$status" -eq 0 ]; then status=$fuzz; fi
 passed=$(grep -c '^ok ' /tmp/servicedesk-test.log || true)
 failed=$(grep -c $'^FAIL\t' /tmp/servicedesk-test.log || true)
 echo "packages: $passed passed, $failed failed"

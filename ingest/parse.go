@@ -12,11 +12,13 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/mail"
 	"net/textproto"
@@ -61,6 +63,9 @@ type Mail struct {
 	Header textproto.MIMEHeader
 	// Warnings says what the lenient parse had to forgive.
 	Warnings []string
+	// Cuts says what the parse left out to stay within its Limits, one
+	// human line each, e.g. "References: kept 100 of 40000 entries".
+	Cuts []string
 
 	dsn dsnInfo
 }
@@ -71,6 +76,8 @@ type dsnInfo struct {
 	deliveryStatus bool                 // a message/delivery-status part exists
 	actions        []string             // Action of every per-recipient field group
 	recipients     []string             // failed (or, without Action, all) recipients
+	seen           map[string]bool      // recipients, for dedup
+	dropped        int                  // recipients past Limits.Addresses
 	original       textproto.MIMEHeader // headers of the embedded original, decoded
 	originalRaw    map[string]string    // References, Reply-To, From of the original, undecoded
 }
@@ -84,32 +91,77 @@ func (m *Mail) warn(format string, args ...any) {
 	}
 }
 
-// Parse parses raw RFC 5322 bytes. It never panics. A leading mbox "From "
-// line and lines inside the header block that are not headers are dropped
-// (with a warning) in a second, lenient pass when enmime refuses the
-// message; a MIME structure that cannot be read at all leaves the body as
-// plain text. Parse fails only when nothing usable remains: no header and
-// no body.
-func Parse(raw []byte) (m *Mail, err error) {
+// Parse parses raw RFC 5322 bytes within DefaultLimits; it is
+// ParseContext without a context.
+func Parse(raw []byte) (*Mail, error) {
+	return ParseContext(context.Background(), raw, Limits{})
+}
+
+// ParseContext parses raw RFC 5322 bytes within lim (zero fields take
+// DefaultLimits). It never panics. A pre-scan bounds the message before
+// the MIME parser sees it and records what it cut in Mail.Cuts. A leading
+// mbox "From " line and lines inside the header block that are not
+// headers are dropped (with a warning); a MIME structure that cannot be
+// read at all leaves the body as plain text. Parse fails only when nothing
+// usable remains (no header and no body), when ctx ends (the error wraps
+// ctx.Err(): temporary, try again later) or when the parse runs past
+// lim.Deadline (the error wraps ErrParseDeadline: permanent).
+func ParseContext(ctx context.Context, raw []byte, lim Limits) (m *Mail, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			m, err = nil, fmt.Errorf("parse message: internal error: %v", r)
 		}
 	}()
+	lim = lim.WithDefaults()
+	deadline := time.Now().Add(lim.Deadline)
+	check := func(step string) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("parse message: %s: %w", step, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("parse message: %s: %w (%s)", step, ErrParseDeadline, lim.Deadline)
+		}
+		return nil
+	}
+	if err := check("start"); err != nil {
+		return nil, err
+	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, errors.New("parse message: empty message")
 	}
 	m = &Mail{Header: textproto.MIMEHeader{}}
-	hdr, body, clean := splitHeader(raw, m)
-	if len(hdr) == 0 && len(bytes.TrimSpace(body)) == 0 {
+	s := &prescan{lim: lim, m: m, check: check}
+	h, err := s.scanHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.fields) == 0 && len(bytes.TrimSpace(h.body)) == 0 {
 		return nil, errors.New("parse message: no header and no body")
 	}
-	declared := topCharset(hdr)
-	for _, f := range hdr {
+	body := h.body
+	if b, ok := topBoundary(h.fields); ok {
+		if body, err = s.scanBody(h.body, b); err != nil {
+			return nil, err
+		}
+	}
+	if err := check("decode header"); err != nil {
+		return nil, err
+	}
+	declared := topCharset(h.fields)
+	for _, f := range h.fields {
 		m.Header.Add(f.name, decodeHeader(f.value, declared))
 	}
-	m.fillEnvelope(hdr, declared)
-	m.parseBody(raw, clean, body, declared)
+	m.fillEnvelope(h.fields, declared, s)
+	if err := check("MIME parse"); err != nil {
+		return nil, err
+	}
+	env, err := readEnvelope(newEnmimeParser(), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
+	if err == nil {
+		if err := check("MIME parts"); err != nil {
+			return nil, err
+		}
+	}
+	m.parseBody(env, err, body, declared, lim)
 	m.sanitize()
 	return m, nil
 }
@@ -122,67 +174,12 @@ type field struct {
 
 var headerName = regexp.MustCompile(`^[!-9;-~]+:`)
 
-// splitHeader reads the header block leniently. It returns the fields, the
-// body and the message rebuilt from the kept header lines (for enmime's
-// second pass). Dropped lines are recorded as warnings.
-func splitHeader(raw []byte, m *Mail) ([]field, []byte, []byte) {
-	var (
-		fields []field
-		kept   bytes.Buffer
-		rest   = raw
-		first  = true
-		blank  = false
-	)
-	for len(rest) > 0 {
-		line := rest
-		next := []byte(nil)
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, next = rest[:i+1], rest[i+1:]
-		}
-		content := bytes.TrimRight(line, "\r\n")
-		if len(content) == 0 {
-			kept.Write(line)
-			rest = next
-			blank = true
-			break
-		}
-		rest = next
-		switch {
-		case first && bytes.HasPrefix(content, []byte("From ")):
-			m.warn("dropped mbox From_ line")
-		case content[0] == ' ' || content[0] == '\t':
-			if len(fields) == 0 {
-				m.warn("dropped continuation line before any header")
-				break
-			}
-			f := &fields[len(fields)-1]
-			f.value = append(f.value, content...)
-			kept.Write(line)
-		case headerName.Match(content):
-			name, value, _ := bytes.Cut(content, []byte(":"))
-			fields = append(fields, field{
-				name:  textproto.CanonicalMIMEHeaderKey(string(name)),
-				value: append([]byte(nil), bytes.TrimLeft(value, " \t")...),
-			})
-			kept.Write(line)
-		default:
-			if len(fields) == 0 && first {
-				// No header block at all: the whole message is body.
-				m.warn("message has no header block")
-				return nil, raw, raw
-			}
-			m.warn("dropped malformed header line %q", truncate(string(content), 40))
-		}
-		first = false
-	}
-	if !blank { // header only: end the header block
-		if kept.Len() > 0 && !bytes.HasSuffix(kept.Bytes(), []byte("\n")) {
-			kept.WriteString("\r\n")
-		}
-		kept.WriteString("\r\n")
-	}
-	kept.Write(rest)
-	return fields, rest, kept.Bytes()
+// splitHeader reads a header block leniently within DefaultLimits and
+// returns its fields and the body (see prescan.scanHeader).
+func splitHeader(raw []byte, m *Mail, lim Limits) ([]field, []byte) {
+	s := &prescan{lim: lim, m: m, check: func(string) error { return nil }}
+	h, _ := s.scanHeader(raw)
+	return h.fields, h.body
 }
 
 func truncate(s string, n int) string {
@@ -209,7 +206,7 @@ func topCharset(hdr []field) string {
 
 var charsetParam = regexp.MustCompile(`(?i)charset\s*=\s*"?([A-Za-z0-9_.:+-]+)`)
 
-func (m *Mail) fillEnvelope(hdr []field, declared string) {
+func (m *Mail) fillEnvelope(hdr []field, declared string, s *prescan) {
 	get := func(name string) []byte {
 		for _, f := range hdr {
 			if f.name == name {
@@ -228,40 +225,43 @@ func (m *Mail) fillEnvelope(hdr []field, declared string) {
 		return vs
 	}
 
+	lim := s.lim
 	if ids := messageIDs(get("Message-Id")); len(ids) > 0 {
 		m.MessageID = ids[0]
 	}
-	m.InReplyTo = messageIDs(get("In-Reply-To"))
+	m.InReplyTo = capList(messageIDs(get("In-Reply-To")), lim.References)
+	var refs uniq
 	for _, v := range all("References") {
-		m.References = appendUnique(m.References, messageIDs(v)...)
+		refs.add(messageIDs(v)...)
 	}
+	m.References = capList(refs.list, lim.References)
 	if from := m.addresses(get("From"), declared); len(from) > 0 {
 		m.From, m.FromName = from[0].Address, from[0].Name
 	}
-	for _, a := range m.addresses(get("Reply-To"), declared) {
-		m.ReplyTo = appendUnique(m.ReplyTo, a.Address)
+	addrs := func(names ...string) []string {
+		var u uniq
+		for _, name := range names {
+			for _, v := range all(name) {
+				for _, a := range m.addresses(v, declared) {
+					u.add(a.Address)
+				}
+			}
+		}
+		return u.list
 	}
+	m.ReplyTo = capList(addrs("Reply-To"), lim.Addresses)
 	if s := m.addresses(get("Sender"), declared); len(s) > 0 {
 		m.Sender = s[0].Address
 	}
-	for _, v := range all("To") {
-		for _, a := range m.addresses(v, declared) {
-			m.To = appendUnique(m.To, a.Address)
-		}
+	m.To = capList(addrs("To"), lim.Addresses)
+	m.Cc = capList(addrs("Cc"), lim.Addresses)
+	m.Forwarded = capList(addrs(forwardHeaders...), lim.Addresses*len(forwardHeaders))
+	subject := strings.TrimSpace(decodeHeader(get("Subject"), declared))
+	if len(subject) > lim.SubjectBytes || s.subjectSize > 0 {
+		m.cut("Subject: kept %d of %d bytes", len(ticket.TruncateUTF8(subject, lim.SubjectBytes)), max(len(subject), s.subjectSize))
+		subject = ticket.TruncateUTF8(subject, lim.SubjectBytes)
 	}
-	for _, v := range all("Cc") {
-		for _, a := range m.addresses(v, declared) {
-			m.Cc = appendUnique(m.Cc, a.Address)
-		}
-	}
-	for _, name := range forwardHeaders {
-		for _, v := range all(name) {
-			for _, a := range m.addresses(v, declared) {
-				m.Forwarded = appendUnique(m.Forwarded, a.Address)
-			}
-		}
-	}
-	m.Subject = strings.TrimSpace(decodeHeader(get("Subject"), declared))
+	m.Subject = subject
 	if d := strings.TrimSpace(string(get("Date"))); d != "" {
 		t, err := parseDate(d)
 		if err != nil {
@@ -273,24 +273,51 @@ func (m *Mail) fillEnvelope(hdr []field, declared string) {
 
 var forwardHeaders = []string{"Delivered-To", "X-Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To", "X-Envelope-To"}
 
+// appendUnique appends the non-empty vs that list (compared without
+// case) does not hold yet. One call costs len(list)+len(vs); to collect
+// many values one by one, use uniq.
 func appendUnique(list []string, vs ...string) []string {
+	u := uniq{list: list}
+	u.add(vs...)
+	return u.list
+}
+
+// uniq collects non-empty strings in order, without duplicates compared
+// without case, in time linear in their number.
+type uniq struct {
+	list []string
+	seen map[string]struct{}
+}
+
+func (u *uniq) add(vs ...string) {
+	if u.seen == nil {
+		u.seen = make(map[string]struct{}, len(u.list)+len(vs))
+		for _, v := range u.list {
+			u.seen[strings.ToLower(v)] = struct{}{}
+		}
+	}
 	for _, v := range vs {
 		if v == "" {
 			continue
 		}
-		dup := false
-		for _, have := range list {
-			if strings.EqualFold(have, v) {
-				dup = true
-				break
-			}
+		k := strings.ToLower(v)
+		if _, dup := u.seen[k]; dup {
+			continue
 		}
-		if !dup {
-			list = append(list, v)
-		}
+		u.seen[k] = struct{}{}
+		u.list = append(u.list, v)
+	}
+}
+
+// capList keeps the first n entries of list (the pre-scan has recorded
+// the cut of the raw entries already).
+func capList(list []string, n int) []string {
+	if len(list) > n {
+		return list[:n:n]
 	}
 	return list
 }
+
 
 var (
 	bracketed = regexp.MustCompile(`<([^<>\s]+)>`)
@@ -301,19 +328,19 @@ var (
 // and "<a@b><c@d>" all give both; ids without brackets are bracketed.
 func messageIDs(v []byte) []string {
 	s := strings.ToValidUTF8(string(v), "")
-	var ids []string
+	var ids uniq
 	for _, sm := range bracketed.FindAllStringSubmatch(s, -1) {
-		ids = appendUnique(ids, "<"+sm[1]+">")
+		ids.add("<" + sm[1] + ">")
 	}
-	if len(ids) > 0 {
-		return ids
+	if len(ids.list) > 0 {
+		return ids.list
 	}
 	for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
 		if strings.Contains(tok, "@") {
-			ids = appendUnique(ids, "<"+strings.Trim(tok, "<>")+">")
+			ids.add("<" + strings.Trim(tok, "<>") + ">")
 		}
 	}
-	return ids
+	return ids.list
 }
 
 // addresses parses an address list leniently: encoded words (even with raw
@@ -353,6 +380,7 @@ var encodedWord = regexp.MustCompile(`=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=`)
 func quoteEncodedWords(v []byte, declared string) string {
 	var b strings.Builder
 	inQuote := false
+	open := false // a quoted word is written without its closing quote yet
 	last := 0
 	locs := encodedWord.FindAllSubmatchIndex(v, -1)
 	for i, loc := range locs {
@@ -360,26 +388,33 @@ func quoteEncodedWords(v []byte, declared string) string {
 		if i > 0 && locs[i-1][1] == last && len(bytes.TrimSpace(between)) == 0 {
 			between = nil // whitespace between adjacent encoded words
 		}
+		joined := i > 0 && between == nil
+		if open && !joined {
+			b.WriteByte('"')
+			open = false
+		}
 		inQuote = writeTracked(&b, toUTF8(between, declared), inQuote)
 		word := decodeWord(v[loc[2]:loc[3]], v[loc[4]:loc[5]], v[loc[6]:loc[7]])
-		word = strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(word)
-		joined := i > 0 && between == nil
+		word = quoteEscaper.Replace(word)
 		switch {
-		case inQuote:
+		case inQuote, open:
+			// Inside a quoted string, or joined to the previous word,
+			// whose quoted string stays open.
 			b.WriteString(word)
-		case joined:
-			// Reopen the quoted string just closed by the previous word.
-			s := strings.TrimSuffix(b.String(), `"`)
-			b.Reset()
-			b.WriteString(s + word + `"`)
 		default:
-			b.WriteString(`"` + word + `"`)
+			b.WriteString(`"` + word)
+			open = true
 		}
 		last = loc[1]
+	}
+	if open {
+		b.WriteByte('"')
 	}
 	writeTracked(&b, toUTF8(v[last:], declared), inQuote)
 	return b.String()
 }
+
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 func writeTracked(b *strings.Builder, s string, inQuote bool) bool {
 	escaped := false
@@ -525,15 +560,9 @@ func newEnmimeParser() *enmime.Parser {
 	)
 }
 
-// parseBody reads the MIME structure: first the raw message, then (the
-// lenient second pass) the message with its bad header lines dropped, and
-// when both fail the body as plain text.
-func (m *Mail) parseBody(raw, clean, body []byte, declared string) {
-	p := newEnmimeParser()
-	env, err := readEnvelope(p, raw)
-	if err != nil && !bytes.Equal(clean, raw) {
-		env, err = readEnvelope(p, clean)
-	}
+// parseBody takes what enmime read of the bounded message; when it could
+// not read it, the body is kept as plain text.
+func (m *Mail) parseBody(env *enmime.Envelope, err error, body []byte, declared string, lim Limits) {
 	if err != nil {
 		m.warn("MIME structure unreadable, body kept as text: %v", err)
 		m.Text = toUTF8(body, declared)
@@ -546,21 +575,24 @@ func (m *Mail) parseBody(raw, clean, body []byte, declared string) {
 		}
 		m.warn("%s", e.Error())
 	}
-	m.collectParts(env.Root)
+	m.collectParts(env.Root, lim)
+	if m.dsn.dropped > 0 {
+		m.cut("bounce: kept %d of %d failed recipients", len(m.dsn.recipients), len(m.dsn.recipients)+m.dsn.dropped)
+	}
 }
 
-func readEnvelope(p *enmime.Parser, raw []byte) (env *enmime.Envelope, err error) {
+func readEnvelope(p *enmime.Parser, r io.Reader) (env *enmime.Envelope, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			env, err = nil, fmt.Errorf("mime parser panic: %v", r)
 		}
 	}()
-	return p.ReadEnvelope(bytes.NewReader(raw))
+	return p.ReadEnvelope(r)
 }
 
 // collectParts gathers attachments and inline parts (every leaf that is not
 // a body text part) and the delivery status report, if any.
-func (m *Mail) collectParts(root *enmime.Part) {
+func (m *Mail) collectParts(root *enmime.Part, lim Limits) {
 	if root == nil {
 		return
 	}
@@ -570,7 +602,7 @@ func (m *Mail) collectParts(root *enmime.Part) {
 		}
 		if rep, err := dsn.ParseReport(root); err == nil && rep != nil {
 			for _, r := range rep.DeliveryStatus.RecipientDSNs {
-				m.addDSNRecipient(r.Get("Action"), r.Get("Final-Recipient"), r.Get("Original-Recipient"))
+				m.addDSNRecipient(r.Get("Action"), r.Get("Final-Recipient"), r.Get("Original-Recipient"), lim)
 			}
 		}
 	}
@@ -589,11 +621,11 @@ func (m *Mail) collectParts(root *enmime.Part) {
 		case "message/delivery-status", "message/global-delivery-status":
 			m.dsn.deliveryStatus = true
 			if len(m.dsn.actions) == 0 {
-				m.parseDeliveryStatus(p.Content)
+				m.parseDeliveryStatus(p.Content, lim)
 			}
 		case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers":
 			if m.dsn.original == nil {
-				m.dsn.original, m.dsn.originalRaw = embeddedHeader(p.Content)
+				m.dsn.original, m.dsn.originalRaw = embeddedHeader(p.Content, lim)
 			}
 		}
 		m.Attachments = append(m.Attachments, attachment(p, n))
@@ -601,7 +633,7 @@ func (m *Mail) collectParts(root *enmime.Part) {
 	})
 }
 
-func (m *Mail) addDSNRecipient(action, final, original string) {
+func (m *Mail) addDSNRecipient(action, final, original string, lim Limits) {
 	action = strings.ToLower(strings.TrimSpace(action))
 	m.dsn.actions = append(m.dsn.actions, action)
 	if action != "" && action != "failed" {
@@ -615,15 +647,24 @@ func (m *Mail) addDSNRecipient(action, final, original string) {
 		addr = a
 	}
 	addr = strings.ToLower(strings.Trim(strings.TrimSpace(addr), "<>"))
-	if addr != "" {
-		m.dsn.recipients = appendUnique(m.dsn.recipients, addr)
+	if addr == "" || m.dsn.seen[addr] {
+		return
 	}
+	if len(m.dsn.recipients) >= lim.Addresses {
+		m.dsn.dropped++
+		return
+	}
+	if m.dsn.seen == nil {
+		m.dsn.seen = map[string]bool{}
+	}
+	m.dsn.seen[addr] = true
+	m.dsn.recipients = append(m.dsn.recipients, addr)
 }
 
 // parseDeliveryStatus reads the per-recipient field groups of a
 // message/delivery-status body (RFC 3464) that dsn.ParseReport did not
 // reach, e.g. inside a multipart/mixed.
-func (m *Mail) parseDeliveryStatus(content []byte) {
+func (m *Mail) parseDeliveryStatus(content []byte, lim Limits) {
 	content = bytes.ReplaceAll(content, []byte("\r\n"), []byte("\n"))
 	for _, group := range bytes.Split(content, []byte("\n\n")) {
 		fields := map[string]string{}
@@ -634,15 +675,15 @@ func (m *Mail) parseDeliveryStatus(content []byte) {
 			}
 		}
 		if fields["final-recipient"] != "" || fields["original-recipient"] != "" {
-			m.addDSNRecipient(fields["action"], fields["final-recipient"], fields["original-recipient"])
+			m.addDSNRecipient(fields["action"], fields["final-recipient"], fields["original-recipient"], lim)
 		}
 	}
 }
 
 // embeddedHeader reads the header block of an embedded message.
-func embeddedHeader(content []byte) (textproto.MIMEHeader, map[string]string) {
+func embeddedHeader(content []byte, lim Limits) (textproto.MIMEHeader, map[string]string) {
 	var scratch Mail
-	fields, _, _ := splitHeader(content, &scratch)
+	fields, _ := splitHeader(content, &scratch, lim)
 	h := textproto.MIMEHeader{}
 	raw := map[string]string{}
 	declared := topCharset(fields)
@@ -679,11 +720,13 @@ func attachment(p *enmime.Part, n int) ticket.Attachment {
 }
 
 // safeFilename keeps the last path element of a file name, as valid UTF-8
-// without control characters.
+// without control or invisible format characters (ticket.HiddenRune:
+// bidi overrides such as U+202E would show "invoice\u202Efdp.exe" as
+// "invoiceexe.pdf").
 func safeFilename(s string) string {
 	s = strings.ToValidUTF8(s, "_")
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if ticket.HiddenRune(r) {
 			return -1
 		}
 		return r

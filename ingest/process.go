@@ -59,6 +59,9 @@ type Options struct {
 	// a message waits for room, so many small messages run side by side
 	// while large ones take turns. Defaults to 8 x MaxMessageSize.
 	MaxInFlightBytes int64
+	// Limits bounds the parse of one message (header sizes, entries, MIME
+	// parts and depth, subject, deadline); zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // InlineReadSize is the size up to which a message is read with its
@@ -86,6 +89,7 @@ type Processor struct {
 	notFound func(error) bool
 	inflight *semaphore.Weighted // raw bytes being processed
 	budget   int64               // its size
+	limits   Limits
 }
 
 // NewProcessor returns a Processor for the given desks. keys verifies reply
@@ -102,6 +106,7 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		maxSize:  cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize),
 		now:      opts.Now,
 		notFound: opts.NotFound,
+		limits:   opts.Limits.WithDefaults(),
 	}
 	p.budget = cmp.Or(opts.MaxInFlightBytes, 8*p.maxSize)
 	p.inflight = semaphore.NewWeighted(p.budget)
@@ -197,14 +202,22 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 	if int64(len(raw)) > p.maxSize {
 		return fail(tooLarge(int64(len(raw)), p.maxSize))
 	}
-	m, err := Parse(raw)
+	m, err := ParseContext(ctx, raw, p.limits)
 	if err != nil {
+		if ctx.Err() != nil { // shutting down: parse again later
+			return ticket.Committed{}, fmt.Errorf("parse inbound %d: %w", in.ID, err)
+		}
+		// Deterministic (the same bytes fail the same way, a deadline
+		// overrun included): committed as failed, never retried.
 		return fail("cannot parse message: " + err.Error())
 	}
 
 	d, err := p.decide(ctx, in, proj, m, raw)
 	if err != nil {
 		return ticket.Committed{}, err
+	}
+	if len(m.Cuts) > 0 {
+		d.Reason += "; cut: " + strings.Join(m.Cuts, "; ")
 	}
 	c, err := p.st.CommitDelivery(ctx, d)
 	if err != nil {
