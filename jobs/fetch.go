@@ -209,6 +209,20 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	})
 	now := f.now
 	err = c.Fetch(ctx, wanted, func(uid uint32, raw []byte) error {
+		if f.maxSize > 0 && int64(len(raw)) > f.maxSize {
+			// The server announced less than it sent (the mailbox reads
+			// only the limit and a byte): refused like any mail too large.
+			in := ticket.Inbound{ProjectID: d.ID, UIDValidity: st.UIDValidity, UID: uid, Size: sizes[uid],
+				ReceivedAt: now(), Outcome: ticket.OutcomeRejected,
+				Reason: fmt.Sprintf("the server announced %d bytes but sent more than limits.max_message_size (%d bytes); not stored, left in the mailbox", sizes[uid], f.maxSize)}
+			if _, _, err := f.store.RecordFetched(ctx, in, nil); err != nil {
+				return fmt.Errorf("record too-large UID %d: %w", uid, err)
+			}
+			f.metrics.outcome(d.Config.Key, ticket.OutcomeRejected)
+			taskLog(ctx, f.log).Warn("message larger than announced and than the limit: dead letter, left in the mailbox",
+				"project", d.Config.Key, "uid", uid, "announced", sizes[uid])
+			return nil
+		}
 		return rec.add(store.Fetched{UID: uid, Raw: raw, ReceivedAt: now()})
 	})
 	if werr := rec.wait(); err == nil {

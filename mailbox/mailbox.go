@@ -67,6 +67,13 @@ type Config struct {
 	CommandTimeout time.Duration
 	// InsecureSkipVerify accepts any server certificate. For tests only.
 	InsecureSkipVerify bool
+	// MaxMessageSize caps the bytes of one message Fetch reads, whatever
+	// RFC822.SIZE said: of a longer BODY[] literal (a server that lies
+	// about the size) MaxMessageSize+1 bytes are kept and the rest is
+	// discarded, so the caller sees a message over its limit and refuses
+	// it as it refuses one whose announced size is too large. Defaults to
+	// 0: no cap.
+	MaxMessageSize int64
 }
 
 // WithDefaults returns a copy of cfg with the documented defaults filled in.
@@ -445,22 +452,64 @@ func (c *Client) fetchBodies(uids []uint32) (map[uint32][]byte, error) {
 		if msg == nil {
 			break
 		}
-		buf, err := msg.Collect()
+		uid, raw, err := readFetched(msg, c.cfg.MaxMessageSize)
 		if err != nil {
 			_ = cmd.Close()
 			return nil, fmt.Errorf("read message: %w", err)
 		}
-		if buf.UID == 0 {
+		if uid == 0 {
 			continue // unilateral FETCH (flags update), not ours
 		}
-		if raw := buf.FindBodySection(section); raw != nil {
-			bodies[uint32(buf.UID)] = raw
+		if raw != nil {
+			bodies[uid] = raw
 		}
 	}
 	if err := cmd.Close(); err != nil {
 		return nil, fmt.Errorf("uid fetch body.peek[]: %w", err)
 	}
 	return bodies, nil
+}
+
+// readFetched reads the UID and the BODY[] literal of one FETCH response,
+// at most maxSize+1 bytes of the literal when maxSize > 0 (the rest is
+// discarded by the client when it moves to the next item).
+func readFetched(msg *imapclient.FetchMessageData, maxSize int64) (uint32, []byte, error) {
+	var (
+		uid uint32
+		raw []byte
+	)
+	for {
+		item := msg.Next()
+		if item == nil {
+			return uid, raw, nil
+		}
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			uid = uint32(item.UID)
+		case imapclient.FetchItemDataBodySection:
+			b, err := readCapped(item.Literal, maxSize)
+			if err != nil {
+				return 0, nil, err
+			}
+			raw = b
+		}
+	}
+}
+
+// readCapped reads r whole, or only its first maxSize+1 bytes when
+// maxSize > 0: enough to tell that it is over the limit.
+func readCapped(r io.Reader, maxSize int64) ([]byte, error) {
+	if r == nil {
+		return []byte{}, nil
+	}
+	if maxSize > 0 {
+		r = io.LimitReader(r, maxSize+1)
+	}
+	b, err := io.ReadAll(r)
+	if b == nil {
+		b = []byte{}
+	}
+	return b, err
 }
 
 // MarkSeen sets \Seen on the messages (UID STORE +FLAGS.SILENT).

@@ -2,6 +2,7 @@ package mailbox_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -553,6 +554,58 @@ func TestDovecot(t *testing.T) {
 			defer c.Close()
 			if _, err := c.Select(t.Context(), "INBOX"); err != nil {
 				t.Fatalf("Select over %s: %v", tt.security, err)
+			}
+		})
+	}
+}
+
+// Fetch reads at most MaxMessageSize+1 bytes of a message whatever the
+// server announced: the caller sees it is over the limit, and a server
+// that lies about RFC822.SIZE cannot make us hold more. (imapmemserver
+// derives RFC822.SIZE from the literal, so it cannot lie; the cap does not
+// look at RFC822.SIZE, so a truthful large message exercises it alike.)
+func TestFetchCapsTheReadAtMaxMessageSize(t *testing.T) {
+	t.Parallel()
+	big := append(rawMessage(1), bytes.Repeat([]byte("x"), 4000)...)
+	tests := []struct {
+		name    string
+		max     int64
+		wantLen int
+	}{
+		{"over the limit: limit+1 bytes", 1000, 1001},
+		{"exactly at the limit: whole", int64(len(big)), len(big)},
+		{"no limit: whole", 0, len(big)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := memServer(t)
+			cfg.MaxMessageSize = tt.max
+			c := dial(t, cfg)
+			if _, err := c.Select(t.Context(), "INBOX"); err != nil {
+				t.Fatalf("Select: %v", err)
+			}
+			uid, err := c.Append(t.Context(), "INBOX", big)
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			small, err := c.Append(t.Context(), "INBOX", rawMessage(2))
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			got := map[uint32][]byte{}
+			err = c.Fetch(t.Context(), []uint32{uid, small}, func(u uint32, raw []byte) error {
+				got[u] = raw
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			if len(got[uid]) != tt.wantLen || !bytes.Equal(got[uid], big[:tt.wantLen]) {
+				t.Errorf("large message: got %d bytes, want its first %d", len(got[uid]), tt.wantLen)
+			}
+			if !bytes.Equal(got[small], rawMessage(2)) {
+				t.Errorf("the message after it = %q, want it whole (the connection stays in step)", got[small])
 			}
 		})
 	}

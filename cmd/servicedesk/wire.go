@@ -86,7 +86,11 @@ func smtpConfig(p config.Project) notify.SMTPConfig {
 
 func (c *cli) dialer() jobs.Dialer {
 	return func(ctx context.Context, p config.Project) (jobs.Mailbox, error) {
-		return mailbox.Dial(ctx, imapConfig(p), c.log)
+		cfg := imapConfig(p)
+		// Whatever a server says a message's size is, no more than the
+		// limit (and a byte, to tell) is read of it.
+		cfg.MaxMessageSize = int64(c.cfg.Limits.MaxMessageSize)
+		return mailbox.Dial(ctx, cfg, c.log)
 	}
 }
 
