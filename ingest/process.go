@@ -28,9 +28,10 @@ type Store interface {
 	// (then the message is not read).
 	InboundMessage(ctx context.Context, id, maxSize int64) (ticket.Inbound, []byte, error)
 	Blob(ctx context.Context, sha256hex string) ([]byte, error)
-	// TicketIDByMessageIDs gives the ticket of the project that has a
-	// message (inbound or outbound) with one of the Message-IDs.
-	TicketIDByMessageIDs(ctx context.Context, projectID int64, messageIDs []string) (int64, error)
+	// ThreadMatches gives the tickets of the project that hold a message
+	// (inbound or outbound) or sent a notification with one of the
+	// Message-IDs, newest first, each saying whether a matched ID is ours.
+	ThreadMatches(ctx context.Context, projectID int64, messageIDs []string) ([]ticket.ThreadMatch, error)
 	TicketByID(ctx context.Context, id int64) (ticket.Ticket, error)
 	CommitDelivery(ctx context.Context, d ticket.Delivery) (ticket.Committed, error)
 }
@@ -71,6 +72,21 @@ const InlineReadSize = 1 << 20
 
 // DefaultMaxMessageSize is the default of Options.MaxMessageSize.
 const DefaultMaxMessageSize = 25 << 20
+
+// Who receives a ticket's mail is earned, not claimed: these bound how many
+// addresses one inbound message can put on a ticket.
+const (
+	// MaxParticipants bounds a ticket's participants, its requester
+	// included (GitLab's number). Addresses past it are not added.
+	MaxParticipants = 10
+	// MaxNewParticipants bounds the participants one inbound message adds
+	// besides its requester; each one a reply adds gets a short notice.
+	MaxNewParticipants = 5
+	// MaxThreadReferences is how many References entries threading reads:
+	// the first ones, where the thread's root and our own mail sit (a reply
+	// key reference is the first entry of every mail we send).
+	MaxThreadReferences = 50
+)
 
 // BounceSuppression is how long a recipient that a delivery-status bounce
 // (RFC 3464) reported failed counts as bouncing on the bounce's ticket:
@@ -271,7 +287,7 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 	}
 	d.Message = msg
 
-	ticketID, how, err := p.thread(ctx, proj, m, class == ClassBounce)
+	ticketID, how, ignored, err := p.thread(ctx, proj, m, class == ClassBounce)
 	if err != nil {
 		return ticket.Delivery{}, err
 	}
@@ -300,35 +316,30 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 			d.Outcome = ticket.OutcomeReplyAdded
 			d.Reason = "reply via " + how
 			d.Reopen = true
-			d.Participants = p.participants(m.Cc, "")
-			// Someone the customer brought in by Cc hears that they are now
-			// on the ticket, and how to answer on it.
-			if len(d.Participants) > 0 {
-				t, err := p.st.TicketByID(ctx, ticketID)
-				if err != nil {
-					return ticket.Delivery{}, fmt.Errorf("load ticket %d for its participants: %w", ticketID, err)
-				}
-				known := map[string]bool{strings.ToLower(t.Requester): true}
-				for _, a := range t.Participants {
-					known[strings.ToLower(a)] = true
-				}
-				for _, a := range d.Participants {
-					if !known[strings.ToLower(a)] && !NoReply(a) {
-						d.Notify = append(d.Notify, ticket.Notification{Kind: ticket.NotifyNewParticipant, To: a})
-					}
-				}
+			if err := p.addCcParticipants(ctx, &d, m); err != nil {
+				return ticket.Delivery{}, err
 			}
 			break
 		}
 		d.Outcome = ticket.OutcomeTicketCreated
 		d.Reason = "new ticket"
+		if ignored != "" {
+			d.Reason += "; " + ignored
+		}
 		subject := m.Subject
 		if subject == "" {
 			subject = "(no subject)"
 		}
 		d.NewTicket = &ticket.Ticket{ProjectID: proj.ID, Subject: subject, Requester: requester}
-		others := append(append([]string(nil), m.To...), m.Cc...)
-		d.Participants = p.participants(others, requester)
+		others := p.participants(append(append([]string(nil), m.To...), m.Cc...), requester)
+		// The requester counts towards the ticket's limit.
+		room := min(MaxNewParticipants, MaxParticipants-1)
+		if len(others) > room {
+			d.Reason += fmt.Sprintf("; participants: kept %d of %d To/Cc addresses (at most %d per message, %d per ticket)",
+				room, len(others), MaxNewParticipants, MaxParticipants)
+			others = others[:room]
+		}
+		d.Participants = others
 		if requester != "" {
 			d.Participants = append([]string{requester}, d.Participants...)
 		}
@@ -344,6 +355,45 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		}
 	}
 	return d, nil
+}
+
+// addCcParticipants adds the Cc addresses of a reply that are not yet on
+// the ticket, within MaxNewParticipants for the message and MaxParticipants
+// for the ticket, and queues each a new_participant notice (which carries
+// none of the ticket's text). What did not fit is said in the reason.
+func (p *Processor) addCcParticipants(ctx context.Context, d *ticket.Delivery, m *Mail) error {
+	cc := p.participants(m.Cc, "")
+	if len(cc) == 0 {
+		return nil
+	}
+	t, err := p.st.TicketByID(ctx, d.TicketID)
+	if err != nil {
+		return fmt.Errorf("load ticket %d for its participants: %w", d.TicketID, err)
+	}
+	known := map[string]bool{}
+	if t.Requester != "" {
+		known[strings.ToLower(t.Requester)] = true
+	}
+	for _, a := range t.Participants {
+		known[strings.ToLower(a)] = true
+	}
+	var fresh []string
+	for _, a := range cc {
+		if !known[strings.ToLower(a)] {
+			fresh = append(fresh, a)
+		}
+	}
+	room := max(0, min(MaxNewParticipants, MaxParticipants-len(known)))
+	if len(fresh) > room {
+		d.Reason += fmt.Sprintf("; participants: added %d of %d new Cc addresses (at most %d per message, %d per ticket)",
+			room, len(fresh), MaxNewParticipants, MaxParticipants)
+		fresh = fresh[:room]
+	}
+	d.Participants = fresh
+	for _, a := range fresh {
+		d.Notify = append(d.Notify, ticket.Notification{Kind: ticket.NotifyNewParticipant, To: a})
+	}
+	return nil
 }
 
 // DedupKey identifies a message within its project: "mid:" and the
@@ -382,11 +432,14 @@ func suppressesAutoResponse(m *Mail) bool {
 // no-reply, deduplicated.
 func (p *Processor) participants(addrs []string, exclude string) []string {
 	var out []string
+	seen := map[string]bool{}
 	for _, a := range addrs {
-		if a == "" || strings.EqualFold(a, exclude) || p.isDesk(a) || NoReply(a) {
+		key := strings.ToLower(a)
+		if a == "" || seen[key] || strings.EqualFold(a, exclude) || p.isDesk(a) || NoReply(a) {
 			continue
 		}
-		out = appendUnique(out, a)
+		seen[key] = true
+		out = append(out, a)
 	}
 	return out
 }
@@ -407,44 +460,102 @@ func domainOf(addr string) string {
 
 // thread finds the ticket a message belongs to, in order: a reply key of
 // this project in a recipient address or References/In-Reply-To entry; a
-// stored Message-ID among In-Reply-To and every References entry; for a
-// bounce, the keys and Message-ID of the bounced original. The subject is
-// never used: anyone can write "[acme#12]". how says which rule matched.
-func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bool) (id int64, how string, err error) {
+// stored Message-ID among In-Reply-To and the first MaxThreadReferences
+// References entries, when it is one of ours or the sender is already on
+// that ticket; for a bounce, the keys and Message-ID of the bounced
+// original. The subject is never used: anyone can write "[acme#12]". how
+// says which rule matched; ignored says why a matching ticket was not
+// taken (a stranger naming someone else's Message-ID), for the ledger.
+func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bool) (id int64, how, ignored string, err error) {
+	refs := m.References[:min(len(m.References), MaxThreadReferences)]
 	var keySources []string
 	keySources = append(keySources, m.To...)
 	keySources = append(keySources, m.Cc...)
 	keySources = append(keySources, m.Forwarded...)
 	keySources = append(keySources, m.InReplyTo...)
-	keySources = append(keySources, m.References...)
+	keySources = append(keySources, refs...)
 	if bounce && m.dsn.original != nil {
 		for _, name := range []string{"Reply-To", "References", "In-Reply-To", "From", "Message-Id"} {
 			keySources = append(keySources, m.dsn.originalRaw[name])
 		}
 	}
 	if id, err := p.byReplyKey(ctx, proj, keySources); id != 0 || err != nil {
-		return id, "reply key", err
+		return id, "reply key", "", err
 	}
 
-	ids := appendUnique(append([]string(nil), m.InReplyTo...), m.References...)
+	ids := uniqueFold(append(append([]string(nil), m.InReplyTo...), refs...))
 	how = "In-Reply-To/References"
 	if bounce {
 		if mid, _ := BounceOriginal(m); mid != "" {
-			ids = appendUnique(ids, mid)
+			ids = uniqueFold(append(ids, mid))
 			how = "bounced Message-ID"
 		}
 	}
 	if len(ids) == 0 {
-		return 0, "", nil
+		return 0, "", "", nil
 	}
-	id, err = p.st.TicketIDByMessageIDs(ctx, proj.ID, ids)
+	matches, err := p.st.ThreadMatches(ctx, proj.ID, ids)
 	switch {
 	case err != nil && p.notFound(err):
-		return 0, "", nil
+		return 0, "", "", nil
 	case err != nil:
-		return 0, "", fmt.Errorf("look up tickets by Message-ID: %w", err)
+		return 0, "", "", fmt.Errorf("look up tickets by Message-ID: %w", err)
 	}
-	return id, how, nil
+	for _, mt := range matches {
+		if mt.Ours {
+			return mt.TicketID, how + " (our Message-ID)", "", nil
+		}
+		on, err := p.onTicket(ctx, mt.TicketID, m)
+		if err != nil {
+			return 0, "", "", err
+		}
+		if on {
+			return mt.TicketID, how + " (sender is on the ticket)", "", nil
+		}
+	}
+	if len(matches) > 0 {
+		ignored = fmt.Sprintf("In-Reply-To/References name a customer's message on ticket id %d, "+
+			"but the sender is not on that ticket: not threaded", matches[0].TicketID)
+	}
+	return 0, "", ignored, nil
+}
+
+// onTicket reports whether the sender of m (From, Sender or a Reply-To
+// address) is the requester or a participant of ticket id.
+func (p *Processor) onTicket(ctx context.Context, id int64, m *Mail) (bool, error) {
+	t, err := p.st.TicketByID(ctx, id)
+	switch {
+	case err != nil && p.notFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("load ticket %d to check its participants: %w", id, err)
+	}
+	on := map[string]bool{strings.ToLower(t.Requester): true}
+	for _, a := range t.Participants {
+		on[strings.ToLower(a)] = true
+	}
+	for _, a := range append([]string{m.From, m.Sender}, m.ReplyTo...) {
+		if a != "" && on[strings.ToLower(a)] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// uniqueFold drops empty and case-insensitively repeated entries, keeping
+// the first of each.
+func uniqueFold(list []string) []string {
+	seen := make(map[string]bool, len(list))
+	out := list[:0]
+	for _, v := range list {
+		k := strings.ToLower(v)
+		if v == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, v)
+	}
+	return out
 }
 
 // byReplyKey verifies the candidate keys for proj and returns the first

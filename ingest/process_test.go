@@ -23,12 +23,13 @@ type fakeStore struct {
 	inbound    map[int64]ticket.Inbound
 	blobs      map[string][]byte
 	messageIDs map[string]int64 // lower-cased Message-ID -> ticket
+	ours       map[string]bool  // lower-cased Message-IDs we sent
 	tickets    map[int64]ticket.Ticket
 	dedup      map[string]int64 // DedupKey -> ticket
 	commits    []ticket.Delivery
 	blobCalls  int
 	largeReads int   // of raw messages on their own, not with the ledger row
-	lookupErr  error // returned by TicketIDByMessageIDs when set
+	lookupErr  error // returned by ThreadMatches when set
 	nextTicket int64
 }
 
@@ -58,18 +59,19 @@ func (f *fakeStore) Blob(_ context.Context, sum string) ([]byte, error) {
 	return b, nil
 }
 
-func (f *fakeStore) TicketIDByMessageIDs(_ context.Context, projectID int64, ids []string) (int64, error) {
+func (f *fakeStore) ThreadMatches(_ context.Context, projectID int64, ids []string) ([]ticket.ThreadMatch, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lookupErr != nil {
-		return 0, f.lookupErr
+		return nil, f.lookupErr
 	}
+	var out []ticket.ThreadMatch
 	for _, id := range ids {
 		if t, ok := f.messageIDs[strings.ToLower(id)]; ok && f.tickets[t].ProjectID == projectID {
-			return t, nil
+			out = append(out, ticket.ThreadMatch{TicketID: t, Ours: f.ours[strings.ToLower(id)]})
 		}
 	}
-	return 0, errNotFound
+	return out, nil
 }
 
 func (f *fakeStore) TicketByID(_ context.Context, id int64) (ticket.Ticket, error) {
@@ -127,7 +129,7 @@ func setup(t *testing.T, opts *Options) *bundle {
 		t.Fatalf("NewReplyKeys: %v", err)
 	}
 	st := &fakeStore{
-		inbound: map[int64]ticket.Inbound{}, blobs: map[string][]byte{}, messageIDs: map[string]int64{},
+		inbound: map[int64]ticket.Inbound{}, blobs: map[string][]byte{}, messageIDs: map[string]int64{}, ours: map[string]bool{},
 		dedup: map[string]int64{}, nextTicket: 100,
 		tickets: map[int64]ticket.Ticket{
 			12: {ID: 12, ProjectID: 1, Number: 12, Status: ticket.StatusClosed, Requester: "anna.meyer@customer.test",
@@ -139,6 +141,8 @@ func setup(t *testing.T, opts *Options) *bundle {
 	st.messageIDs["<am0pr07mb4456a1b2c3d4e5f6@am0pr07mb4456.eurprd07.prod.outlook.test>"] = 12
 	st.messageIDs["<notify-42@acme.test>"] = 12
 	st.messageIDs["<thank-you-12@acme.test>"] = 12
+	st.ours["<notify-42@acme.test>"] = true
+	st.ours["<thank-you-12@acme.test>"] = true
 	if opts == nil {
 		opts = &Options{}
 	}
@@ -290,7 +294,7 @@ func TestProcessThreading(t *testing.T) {
 	forged := "r1-c-abcdefghijklmnopqrst"
 
 	msg := func(to, extra string) string {
-		return "From: Anna <anna.meyer@customer.test>\nTo: " + to + "\nCc: Bob <bob@customer.test>, support@acme.test\n" + extra +
+		return "From: Anna <anna.meyer@customer.test>\nTo: " + to + "\nCc: Bob <bob@customer.test>, Dave <dave@customer.test>, support@acme.test\n" + extra +
 			"Subject: RE: [acme#12] printer\nMessage-ID: <reply-" + to + "@customer.test>\n\nThanks!\n"
 	}
 	tests := []struct {
@@ -327,9 +331,11 @@ func TestProcessThreading(t *testing.T) {
 			wantEqual(t, "Delivery.TicketID", d.TicketID, tt.wantTicket)
 			wantEqual(t, "Message.TicketID", d.Message.TicketID, tt.wantTicket)
 			wantEqual(t, "Reopen", d.Reopen, true)
-			wantEqual(t, "no thank-you on a reply", len(d.Notify), 0)
+			wantEqual(t, "one notice, to the newcomer; no thank-you on a reply", len(d.Notify), 1)
+			wantEqual(t, "notice kind", d.Notify[0].Kind, ticket.NotifyNewParticipant)
+			wantEqual(t, "notice recipient", d.Notify[0].To, "dave@customer.test")
 			wantEqual(t, "no NewTicket on a reply", d.NewTicket == nil, true)
-			wantList(t, "Participants (Cc minus desk)", d.Participants, "bob@customer.test")
+			wantList(t, "Participants (Cc minus desk and those already on the ticket)", d.Participants, "dave@customer.test")
 		})
 	}
 }

@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,38 +19,59 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-// TicketIDByMessageIDs returns the newest ticket of a project that holds a
-// message whose Message-ID is one of messageIDs (with angle brackets), or
-// whose outbound notification was sent with one of them; ErrNotFound when
-// none matches.
-func (s *Store) TicketIDByMessageIDs(ctx context.Context, projectID int64, messageIDs []string) (int64, error) {
-	if len(messageIDs) == 0 {
-		return 0, fmt.Errorf("find ticket by message-id: %w", ErrNotFound)
-	}
-	var ids []int64
+// maxThreadMatches bounds how many tickets ThreadMatches returns: the
+// newest ones, enough for a caller to pick the first it may thread onto.
+const maxThreadMatches = 10
+
+// threadLookupChunk bounds the Message-IDs of one lookup statement, far
+// below SQLite's and PostgreSQL's limits on bound parameters.
+const threadLookupChunk = 100
+
+// ThreadMatches returns the tickets of a project that hold a message whose
+// Message-ID is one of messageIDs (with angle brackets), or whose outbound
+// notification was sent with one of them: newest ticket first, at most
+// maxThreadMatches, one entry per ticket, Ours set when a matched ID is an
+// outbound message or notification of ours. None matching is an empty
+// list, not an error. Any number of IDs is looked up in bounded
+// statements; callers should still bound what they ask for.
+func (s *Store) ThreadMatches(ctx context.Context, projectID int64, messageIDs []string) ([]ticket.ThreadMatch, error) {
+	ours := map[int64]bool{}
 	db := s.db.WithContext(ctx)
-	err := db.Model(&messageRow{}).Select("messages.ticket_id").
-		Joins("JOIN tickets ON tickets.id = messages.ticket_id").
-		Where("tickets.project_id = ? AND messages.message_id IN ?", projectID, messageIDs).
-		Order("messages.ticket_id DESC").Limit(1).Pluck("messages.ticket_id", &ids).Error
-	if err != nil {
-		return 0, fmt.Errorf("find ticket by message-id: %w", err)
+	for chunk := range slices.Chunk(messageIDs, threadLookupChunk) {
+		var rows []struct {
+			TicketID  int64
+			Direction string
+		}
+		err := db.Model(&messageRow{}).Select("messages.ticket_id, messages.direction").
+			Joins("JOIN tickets ON tickets.id = messages.ticket_id").
+			Where("tickets.project_id = ? AND messages.message_id IN ?", projectID, chunk).
+			Order("messages.ticket_id DESC").Limit(4 * maxThreadMatches).Scan(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("find tickets by message-id: %w", err)
+		}
+		for _, r := range rows {
+			ours[r.TicketID] = ours[r.TicketID] || r.Direction == string(ticket.DirectionOutbound)
+		}
+		var viaMail []int64
+		err = db.Model(&notificationRow{}).
+			Where("project_id = ? AND mail_id IN ?", projectID, chunk).
+			Order("ticket_id DESC").Limit(maxThreadMatches).Pluck("ticket_id", &viaMail).Error
+		if err != nil {
+			return nil, fmt.Errorf("find tickets by notification message-id: %w", err)
+		}
+		for _, id := range viaMail {
+			ours[id] = true
+		}
 	}
-	var viaMail []int64
-	err = db.Model(&notificationRow{}).
-		Where("project_id = ? AND mail_id IN ?", projectID, messageIDs).
-		Order("ticket_id DESC").Limit(1).Pluck("ticket_id", &viaMail).Error
-	if err != nil {
-		return 0, fmt.Errorf("find ticket by notification message-id: %w", err)
+	out := make([]ticket.ThreadMatch, 0, len(ours))
+	for id, o := range ours {
+		out = append(out, ticket.ThreadMatch{TicketID: id, Ours: o})
 	}
-	var best int64
-	for _, id := range append(ids, viaMail...) {
-		best = max(best, id)
+	slices.SortFunc(out, func(a, b ticket.ThreadMatch) int { return cmp.Compare(b.TicketID, a.TicketID) })
+	if len(out) > maxThreadMatches {
+		out = out[:maxThreadMatches]
 	}
-	if best == 0 {
-		return 0, fmt.Errorf("find ticket by message-id: %w", ErrNotFound)
-	}
-	return best, nil
+	return out, nil
 }
 
 // CommitDelivery applies what processing decided for one inbound message,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -157,39 +158,49 @@ func TestCommitDeliveryReply(t *testing.T) {
 			t.Fatalf("updated_at %v before created_at %v", got.UpdatedAt, got.CreatedAt)
 		}
 
-		t.Run("TicketIDByMessageIDs", func(t *testing.T) {
+		t.Run("ThreadMatches", func(t *testing.T) {
 			other := mustFetch(t, e.s, p.ID, 3, "other@customer.test")
 			oc := mustCommit(t, e.s, newTicketDelivery(p, other, "<other@customer.test>"))
 			n, _ := e.s.Notification(ctx, c.Notifications[0])
+			mine := ticket.ThreadMatch{TicketID: c.TicketID, Ours: true}
+			customers := ticket.ThreadMatch{TicketID: c.TicketID}
 			tests := []struct {
 				name string
 				ids  []string
-				want int64
-				err  error
+				want []ticket.ThreadMatch
 			}{
-				{"by a customer's Message-ID", []string{"<nope@x>", "<r@customer.test>"}, c.TicketID, nil},
-				{"by our outbound MailID", []string{n.MailID}, c.TicketID, nil},
-				{"newest of two tickets", []string{"<q@customer.test>", "<other@customer.test>"}, oc.TicketID, nil},
-				{"none matches", []string{"<nope@x>"}, 0, ErrNotFound},
-				{"empty list", nil, 0, ErrNotFound},
+				{"by a customer's Message-ID: not ours", []string{"<nope@x>", "<r@customer.test>"}, []ticket.ThreadMatch{customers}},
+				{"by our outbound MailID: ours", []string{n.MailID}, []ticket.ThreadMatch{mine}},
+				{"ours wins on the same ticket", []string{"<r@customer.test>", n.MailID}, []ticket.ThreadMatch{mine}},
+				{"newest ticket first", []string{"<q@customer.test>", "<other@customer.test>"},
+					[]ticket.ThreadMatch{{TicketID: oc.TicketID}, customers}},
+				{"none matches", []string{"<nope@x>"}, nil},
+				{"empty list", nil, nil},
+				{"thousands of IDs in bounded statements", append(manyIDs(5000), "<r@customer.test>"), []ticket.ThreadMatch{customers}},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					got, err := e.s.TicketIDByMessageIDs(ctx, p.ID, tt.ids)
-					if tt.err != nil {
-						wantErr(t, "TicketIDByMessageIDs", err, tt.err)
-						return
-					}
-					if err != nil || got != tt.want {
-						t.Fatalf("TicketIDByMessageIDs(%v) = %d, %v; want %d", tt.ids, got, err, tt.want)
+					got, err := e.s.ThreadMatches(ctx, p.ID, tt.ids)
+					if err != nil || !slices.Equal(got, tt.want) {
+						t.Fatalf("ThreadMatches(%d ids) = %+v, %v; want %+v", len(tt.ids), got, err, tt.want)
 					}
 				})
 			}
 			q := mustProjects(t, e.s, "beta")[0]
-			_, err := e.s.TicketIDByMessageIDs(ctx, q.ID, []string{"<r@customer.test>"})
-			wantErr(t, "TicketIDByMessageIDs in another project", err, ErrNotFound)
+			if got, err := e.s.ThreadMatches(ctx, q.ID, []string{"<r@customer.test>"}); err != nil || len(got) != 0 {
+				t.Fatalf("ThreadMatches in another project = %+v, %v; want none", got, err)
+			}
 		})
 	})
+}
+
+// manyIDs returns n distinct Message-IDs that match nothing.
+func manyIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "<guess-" + strconv.Itoa(i) + "@x.test>"
+	}
+	return ids
 }
 
 func TestCommitDeliveryDuplicates(t *testing.T) {

@@ -42,7 +42,7 @@ type NoteInput struct {
 // leaves its status alone. The message gets a Message-ID of its own
 // ("<sd-note.{id base 36}.{8 hex}@{domain}>") that the mailer may put in
 // References; each notification keeps its own MailID, and both thread a
-// customer's reply back (TicketIDByMessageIDs). It returns the stored
+// customer's reply back (ThreadMatches). It returns the stored
 // message with attachment metadata and the IDs of the queued notifications,
 // to enqueue. ErrNotFound for an unknown project or ticket.
 func (s *Store) AddNote(ctx context.Context, projectKey string, number int64, in NoteInput) (ticket.Message, []int64, error) {

@@ -113,14 +113,14 @@ func TestAddNote(t *testing.T) {
 					t.Fatalf("notification %d = %+v, want a pending note mail to %s about message %d", i, n, want, msg.ID)
 				}
 				// A customer's reply to the note threads back to the ticket.
-				tid, err := e.s.TicketIDByMessageIDs(ctx, p.ID, []string{"<unknown@x>", n.MailID})
-				if err != nil || tid != c.TicketID {
-					t.Fatalf("TicketIDByMessageIDs(%s) = %d, %v; want ticket %d", n.MailID, tid, err, c.TicketID)
+				got, err := e.s.ThreadMatches(ctx, p.ID, []string{"<unknown@x>", n.MailID})
+				if err != nil || len(got) != 1 || got[0] != (ticket.ThreadMatch{TicketID: c.TicketID, Ours: true}) {
+					t.Fatalf("ThreadMatches(%s) = %+v, %v; want ticket %d, ours", n.MailID, got, err, c.TicketID)
 				}
 			}
-			tid, err := e.s.TicketIDByMessageIDs(ctx, p.ID, []string{msg.MessageID})
-			if err != nil || tid != c.TicketID {
-				t.Fatalf("TicketIDByMessageIDs(note Message-ID %s) = %d, %v; want ticket %d", msg.MessageID, tid, err, c.TicketID)
+			matches, err := e.s.ThreadMatches(ctx, p.ID, []string{msg.MessageID})
+			if err != nil || len(matches) != 1 || matches[0] != (ticket.ThreadMatch{TicketID: c.TicketID, Ours: true}) {
+				t.Fatalf("ThreadMatches(note Message-ID %s) = %+v, %v; want ticket %d, ours", msg.MessageID, matches, err, c.TicketID)
 			}
 		})
 

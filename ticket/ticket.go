@@ -255,3 +255,14 @@ type Committed struct {
 	Project    string
 	ReceivedAt time.Time
 }
+
+// ThreadMatch is a ticket holding a message whose Message-ID an inbound
+// mail names in In-Reply-To or References.
+type ThreadMatch struct {
+	TicketID int64
+	// Ours says a matched Message-ID is one this desk sent (an outbound
+	// message or notification): random, so only someone who received our
+	// mail knows it. A customer's own Message-ID is not ours: anyone the
+	// customer wrote to knows it, and it can be guessed.
+	Ours bool
+}

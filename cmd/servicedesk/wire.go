@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -132,14 +131,6 @@ func (s ingestStore) InboundMessage(ctx context.Context, id, maxSize int64) (tic
 		return in, raw, nil
 	}
 	return s.Store.InboundMessage(ctx, id, maxSize)
-}
-
-func (s ingestStore) TicketIDByMessageIDs(ctx context.Context, projectID int64, ids []string) (int64, error) {
-	id, err := s.Store.TicketIDByMessageIDs(ctx, projectID, ids)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	return id, err
 }
 
 func (c *cli) retries() jobs.Retries {
