@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -64,7 +66,9 @@ type HTTP struct {
 
 // Token is a bearer token for the API and the monitor.
 type Token struct {
-	Name      string `yaml:"name"`
+	Name string `yaml:"name"`
+	// Token is the secret itself, at least MinTokenLength characters
+	// (e.g. openssl rand -hex 16).
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
 	// SHA256 is the hex sha256 of the token, instead of the token itself.
@@ -82,6 +86,12 @@ type Limits struct {
 	// MaxAttachmentsSize is the largest total of native outbound attachments;
 	// above it, links are sent instead. Defaults to 10MB.
 	MaxAttachmentsSize Size `yaml:"max_attachments_size"`
+	// AutomaticMailPerHour is the most automatic mails (thank-you, closed,
+	// reopened, new_participant; never an agent's note) one project sends
+	// in any hour, to all recipients together; the rest is suppressed with
+	// its reason and counted in servicedesk_notifications_suppressed_total.
+	// Defaults to 1000.
+	AutomaticMailPerHour int `yaml:"automatic_mail_per_hour"`
 }
 
 // Mail holds settings shared by every project's mail.
@@ -217,6 +227,11 @@ type SMTP struct {
 // EnvPrefix starts every environment override.
 const EnvPrefix = "SERVICEDESK_"
 
+// MinTokenLength is the fewest characters an http.tokens token may have:
+// a bearer token is a password that anyone who can reach the listener may
+// guess at.
+const MinTokenLength = 20
+
 // Load reads the file at path, applies environment overrides and secret
 // files, fills defaults and validates. env is usually os.Environ().
 func Load(path string, env []string) (*Config, error) {
@@ -233,7 +248,7 @@ func Parse(data []byte, env []string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file is fine: env and defaults
-		return nil, fmt.Errorf("parse config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("parse config: %s", withoutValues(strings.TrimPrefix(err.Error(), "yaml: ")))
 	}
 	if err := applyEnv(&c, env); err != nil {
 		return nil, err
@@ -325,6 +340,7 @@ func (c *Config) withDefaults() {
 	if c.Scheduler.Tick == 0 {
 		c.Scheduler.Tick = Duration(time.Second)
 	}
+	defInt(&c.Limits.AutomaticMailPerHour, 1000)
 	defInt(&c.Worker.Concurrency, 32)
 	defInt(&c.Worker.NotifyConcurrency, 4)
 	defInt(&c.Worker.ProcessRetries, 8)
@@ -365,11 +381,21 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
+	if c.Limits.AutomaticMailPerHour < 0 {
+		bad("limits.automatic_mail_per_hour: must be a positive number of mails (default 1000)")
+	}
 	if len(c.Mail.ReplyKeySecret) < 16 {
 		bad("mail.reply_key_secret: must be set, at least 16 characters (it signs reply addresses; e.g. `openssl rand -hex 32`)")
 	}
-	if !strings.Contains(c.Database.URL, "://") {
-		bad("database.url %q: want sqlite://PATH or postgres://...", c.Database.URL)
+	// Each scheme says whether the rest must parse as a URL (a SQLite
+	// path need not).
+	if err := checkURL("database.url", c.Database.URL, "sqlite://… or postgres://…",
+		map[string]bool{"sqlite": false, "sqlite3": false, "postgres": true, "postgresql": true}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkURL("redis.url", c.Redis.URL, "redis://…, rediss://…, redis-sentinel://… or redis-cluster://…",
+		map[string]bool{"redis": true, "rediss": true, "redis-sentinel": true, "redis-cluster": true}); err != nil {
+		errs = append(errs, err)
 	}
 	for i, t := range c.HTTP.Tokens {
 		switch {
@@ -377,6 +403,10 @@ func (c *Config) Validate() error {
 			bad("http.tokens[%d] (%s): token, token_file or sha256 is required", i, t.Name)
 		case t.SHA256 != "" && !regexp.MustCompile(`^[0-9a-fA-F]{64}$`).MatchString(t.SHA256):
 			bad("http.tokens[%d] (%s): sha256 must be 64 hex digits", i, t.Name)
+		case t.Token != "" && utf8.RuneCountInString(t.Token) < MinTokenLength:
+			// The length is said, never the token.
+			bad("http.tokens[%d] (%s): token is %d characters; use at least %d (e.g. openssl rand -hex 16)",
+				i, t.Name, utf8.RuneCountInString(t.Token), MinTokenLength)
 		}
 		switch t.Role {
 		case "admin", "agent", "guest":
@@ -450,6 +480,65 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("invalid config: %w", errors.Join(errs...))
+}
+
+// schemePattern is RFC 3986's scheme: anything else before "://" is not a
+// scheme but part of something else (a libpq "key=value" string), and
+// is not echoed.
+var schemePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,31}$`)
+
+// checkURL says what is wrong with the URL in field, naming the field and
+// the problem but never the value: a URL may carry a user, a password or
+// a secret query parameter. Only a scheme is ever echoed.
+func checkURL(field, raw, want string, schemes map[string]bool) error {
+	scheme, _, ok := strings.Cut(raw, "://")
+	if !ok || !schemePattern.MatchString(scheme) {
+		return fmt.Errorf("%s: not a URL (want %s)", field, want)
+	}
+	mustParse, known := schemes[strings.ToLower(scheme)]
+	if !known {
+		return fmt.Errorf("%s: unsupported scheme %q (want %s)", field, scheme, want)
+	}
+	if mustParse {
+		if _, err := url.Parse(raw); err != nil {
+			return fmt.Errorf("%s: not a valid URL: %s", field, URLProblem(err))
+		}
+	}
+	return nil
+}
+
+// quotedValue is a value quoted in an error message of net/url ("x");
+// yamlValue one that yaml.v3 echoes (`x`).
+var (
+	quotedValue = regexp.MustCompile(`\s*"[^"]*"`)
+	yamlValue   = regexp.MustCompile("\\s*`[^`]*`")
+)
+
+// URLProblem describes why url.Parse refused a URL without echoing any
+// part of it. A *url.Error holds the whole URL, and even its inner error
+// quotes a fragment (`invalid port ":pw" after host` when the password
+// holds a slash), so quoted values are dropped.
+func URLProblem(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var esc url.EscapeError
+	if errors.As(err, &esc) {
+		return "invalid %-escape"
+	}
+	var host url.InvalidHostError
+	if errors.As(err, &host) {
+		return "invalid character in host name"
+	}
+	return quotedValue.ReplaceAllString(err.Error(), "")
+}
+
+// withoutValues drops the values yaml.v3 echoes from its error message,
+// keeping what is wrong and where: it quotes up to ten characters of a
+// value it cannot decode, which may be the start of a password.
+func withoutValues(msg string) string {
+	return yamlValue.ReplaceAllString(msg, "")
 }
 
 func oneOf(s string, options ...string) bool {
@@ -535,7 +624,7 @@ func walkEnv(v reflect.Value, path string, vars map[string]string) error {
 	}
 	node := &yaml.Node{Kind: yaml.ScalarNode, Value: s}
 	if err := node.Decode(v.Addr().Interface()); err != nil {
-		return fmt.Errorf("%s%s: %v", EnvPrefix, path, err)
+		return fmt.Errorf("%s%s: %s", EnvPrefix, path, withoutValues(err.Error()))
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ redis: {url: "redis://127.0.0.1:6379/3"}
 database: {url: "sqlite://$run/servicedesk.db"}
 http:
   listen: 127.0.0.1:8089
-  tokens: [{name: demo, token: demo-admin-token, role: admin}]
+  tokens: [{name: demo, token: demo-admin-token-change-me, role: admin}]
 mail: {reply_key_secret: demo-secret-change-me-0123456789}
 log: {level: warn, format: text}
 projects:

@@ -4,26 +4,30 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/servicedesk/servicedesk/config"
 )
 
 // RedisOpt turns the configured URL into asynq's connection option:
 // redis:// and rediss:// (with user name and password, unlike
 // asynq.ParseRedisURI which drops the user name), redis-sentinel://
-// and redis-cluster://host:port,host:port.
+// and redis-cluster://host:port,host:port. Its errors never hold a part of
+// the URL but its scheme.
 func RedisOpt(raw string) (asynq.RedisConnOpt, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %v", redactURLError(err))
+		return nil, fmt.Errorf("redis url: %s", config.URLProblem(err))
 	}
 	switch u.Scheme {
 	case "redis", "rediss":
 		o, err := redis.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("redis url: %v", redactURLError(err))
+			return nil, fmt.Errorf("redis url: %s", redactURLError(err, u))
 		}
 		opt := asynq.RedisClientOpt{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 		if u.Scheme == "rediss" && opt.TLSConfig == nil {
@@ -31,7 +35,11 @@ func RedisOpt(raw string) (asynq.RedisConnOpt, error) {
 		}
 		return opt, nil
 	case "redis-sentinel":
-		return asynq.ParseRedisURI(raw)
+		opt, err := asynq.ParseRedisURI(raw)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %s", redactURLError(err, u))
+		}
+		return opt, nil
 	case "redis-cluster":
 		pw, _ := u.User.Password()
 		return asynq.RedisClusterClientOpt{Addrs: strings.Split(u.Host, ","), Username: u.User.Username(), Password: pw}, nil
@@ -45,10 +53,22 @@ func RedisClient(opt asynq.RedisConnOpt) redis.UniversalClient {
 	return opt.MakeRedisClient().(redis.UniversalClient)
 }
 
-// redactURLError keeps a password in a malformed URL out of the message.
-func redactURLError(err error) string {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err.Error()
+// redactURLError is what a parser said of the URL u with its parts taken
+// out: go-redis names the path, a query option or its value. (Parts of one
+// character are left: they would garble the message and say nothing.)
+func redactURLError(err error, u *url.URL) string {
+	msg := config.URLProblem(err)
+	pw, _ := u.User.Password()
+	parts := []string{u.User.String(), pw, u.User.Username(), u.Host, u.Path, u.RawQuery, u.Fragment}
+	for _, vs := range u.Query() {
+		parts = append(parts, vs...)
 	}
-	return err.Error()
+	// Longest first, so that a part inside another goes with it.
+	slices.SortFunc(parts, func(a, b string) int { return len(b) - len(a) })
+	for _, part := range parts {
+		if len(part) > 1 {
+			msg = strings.ReplaceAll(msg, part, "…")
+		}
+	}
+	return msg
 }

@@ -19,18 +19,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/glebarez/sqlite"
 	"github.com/ncruces/go-sqlite3"
-	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3"
+	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/servicedesk/servicedesk/config"
 )
 
 // ErrNotFound is returned when the asked-for row does not exist.
@@ -104,14 +110,18 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		s.now = time.Now
 	}
 
+	// No error says more of the URL than its scheme: it may hold a
+	// password (and a libpq "key=value" string is one whole secret).
 	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return nil, fmt.Errorf("open database: url %q has no scheme (want sqlite:// or postgres://)", redactURL(rawURL))
+	if !ok || !schemePattern.MatchString(scheme) {
+		return nil, errors.New("open database: not a URL (want sqlite://… or postgres://…)")
 	}
 	var dialector gorm.Dialector
 	var sqliteConn *sql.DB // closed here if gorm cannot open it
 	maxConns := o.MaxOpenConns
 	wal := false
+	sqliteFile := "" // the database file, when there is one
+	redact := func(msg string) string { return msg }
 	switch strings.ToLower(scheme) {
 	case "sqlite", "sqlite3":
 		path, query, _ := strings.Cut(rest, "?")
@@ -120,23 +130,41 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		}
 		q, err := url.ParseQuery(query)
 		if err != nil {
-			return nil, fmt.Errorf("open database: sqlite url query: %w", err)
+			return nil, fmt.Errorf("open database: sqlite url query: %s", config.URLProblem(err))
 		}
 		q.Set("_txlock", "immediate")
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "foreign_keys(1)")
-		if path == ":memory:" {
-			maxConns = 1
-		} else {
+		onFile := path != ":memory:" && q.Get("mode") != "memory"
+		if onFile {
+			sqliteFile = path
 			q.Add("_pragma", "synchronous(NORMAL)")
 			q.Add("_pragma", "temp_store(MEMORY)")
 			maxConns = cmp.Or(maxConns, 4)
+			if err := s.ownerOnlyFiles(path, q.Get("mode")); err != nil {
+				return nil, err
+			}
+			// SQLite gives the -wal (and a rollback journal) the mode of
+			// the file named by modeof: the database's own, 0600.
+			q.Set("modeof", path)
+		} else {
+			maxConns = 1
 		}
 		// Times are written as the store always wrote them (the format of
 		// glebarez/go-sqlite, its driver until 2026-11), so older files
 		// still compare and scan.
 		q.Set("_timefmt", sqliteTimeFormat)
-		conn, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+		dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+		// Every new connection makes sure of the -shm before its first
+		// read creates it: SQLite deletes it with the last connection, and
+		// this VFS creates it 0666 less the umask, not with modeof.
+		conn, err := sqlite3driver.Open(dsn, func(*sqlite3.Conn) error {
+			if onFile {
+				_ = createOwnerOnly(path + "-shm")
+				_, _, _ = restrictToOwner(path + "-shm")
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, fmt.Errorf("open database (sqlite): %w", err)
 		}
@@ -145,8 +173,14 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		s.dialect = dialectSQLite
 		s.writers = make(chan struct{}, 1)
 		s.group.gate = s.writers
-		wal = path != ":memory:"
+		wal = onFile
 	case "postgres", "postgresql":
+		// pgx quotes a URL it cannot parse, and only hides the password
+		// of the user part: parse it first, and redact what the driver says.
+		if _, err := url.Parse(rawURL); err != nil {
+			return nil, fmt.Errorf("open database (postgres): not a valid URL: %s", config.URLProblem(err))
+		}
+		redact = dsnRedactor(rawURL)
 		dialector = postgres.Open(rawURL)
 		s.dialect = dialectPostgres
 		s.group.gate = make(chan struct{}, postgresGroupLeaders)
@@ -162,7 +196,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	err := s.retry(ctx, func() error {
 		var err error
 		db, err = gorm.Open(dialector, &gorm.Config{
-			Logger:                 newGormLogger(log),
+			Logger:                 gormLogger{log: log, redact: redact},
 			SkipDefaultTransaction: true,
 			NowFunc:                func() time.Time { return s.now().UTC() },
 			// SQLite parses every statement it is given: the store reuses
@@ -177,7 +211,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		if sqliteConn != nil {
 			_ = sqliteConn.Close()
 		}
-		return nil, fmt.Errorf("open database (%s): %w", s.dialect, err)
+		return nil, redactError(fmt.Errorf("open database (%s): %w", s.dialect, err), redact)
 	}
 	if wal {
 		// WAL is a property of the file: set once here, not by every new
@@ -200,18 +234,142 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	sqlDB.SetMaxIdleConns(maxConns)
 	if err := s.Ping(ctx); err != nil {
 		_ = sqlDB.Close()
-		return nil, err
+		return nil, redactError(err, redact)
+	}
+	if sqliteFile != "" {
+		// They were made 0600 as they were created; this catches a -wal
+		// or -shm that another program made meanwhile.
+		s.tighten(sqliteFile + "-wal")
+		s.tighten(sqliteFile + "-shm")
 	}
 	return s, nil
 }
 
-// redactURL hides the password of a database URL for error messages.
+// schemePattern is RFC 3986's scheme. What comes before "://" otherwise
+// is part of something else, and is not echoed.
+var schemePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,31}$`)
+
+// redactURL hides the password of a database URL, for tests' messages.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
+	if err != nil || !strings.Contains(raw, "://") {
+		return "(not a URL)"
 	}
 	return u.Redacted()
+}
+
+// ownerOnlyFiles makes the database file and an existing -wal and -shm
+// readable and writable by their owner only: a new database is created
+// 0600 here, whatever the umask (SQLite would create it 0666 less the
+// umask: world-readable mail), unless mode says SQLite may not create it.
+// A file that others could read is tightened, and the log says so.
+func (s *Store) ownerOnlyFiles(path, mode string) error {
+	if mode == "" || mode == "rwc" {
+		if err := createOwnerOnly(path); err != nil {
+			return fmt.Errorf("open database (sqlite): %w", err)
+		}
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		s.tighten(p)
+	}
+	return nil
+}
+
+// tighten is restrictToOwner, logging what it changed, or
+// that it could not: a file of another user's, shared on purpose through
+// its group, is not ours to change, and still opens.
+func (s *Store) tighten(path string) {
+	old, changed, err := restrictToOwner(path)
+	switch {
+	case err != nil:
+		s.log.Warn("database file is open to other users and could not be restricted", "path", path, "err", err)
+	case changed:
+		s.log.Warn("database file was open to other users; now readable by its owner only", "path", path, "old_mode", old.String())
+	}
+}
+
+// createOwnerOnly creates the file at path with mode 0600 if it is
+// missing.
+func createOwnerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	// The umask can only take bits away; this gives none back beyond 0600.
+	return errors.Join(f.Chmod(0o600), f.Close())
+}
+
+// restrictToOwner clears the group and other bits of the file at path
+// (0644 becomes 0600), reporting the old mode when it changed it. A
+// missing file is no error.
+func restrictToOwner(path string) (old fs.FileMode, changed bool, err error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o077 == 0 {
+		return perm, false, nil
+	}
+	if err := os.Chmod(path, perm&^0o077); err != nil {
+		return perm, false, fmt.Errorf("restrict %s to its owner: %w", path, err)
+	}
+	return perm, true, nil
+}
+
+// dsnRedactor returns a function that takes out of a message every form in
+// which a driver may quote the PostgreSQL URL raw (whole, with its password
+// replaced, as pgx does, or redacted), its password, its query and the
+// values of its secret query parameters (password=, sslpassword=).
+func dsnRedactor(raw string) func(string) string {
+	parts := []string{raw}
+	if u, err := url.Parse(raw); err == nil {
+		parts = append(parts, u.String(), u.Redacted(), u.RawQuery)
+		if pw, ok := u.User.Password(); ok {
+			asPGX := *u
+			asPGX.User = url.UserPassword(u.User.Username(), "xxxxx")
+			parts = append(parts, asPGX.String(), pw, url.QueryEscape(pw))
+		}
+		for k, vs := range u.Query() {
+			if k := strings.ToLower(k); strings.Contains(k, "pass") || strings.Contains(k, "key") || strings.Contains(k, "secret") {
+				parts = append(parts, vs...)
+			}
+		}
+	}
+	// Longest first, so that a part inside another goes with it.
+	slices.SortFunc(parts, func(a, b string) int { return len(b) - len(a) })
+	quotedURL := regexp.MustCompile("`[^`]*://[^`]*`")
+	return func(msg string) string {
+		for _, p := range parts {
+			if len(p) > 1 {
+				msg = strings.ReplaceAll(msg, p, "…")
+			}
+		}
+		return quotedURL.ReplaceAllString(msg, "`…`")
+	}
+}
+
+// redactedError is an error whose message went through a redactor; the
+// original stays reachable for errors.Is and errors.As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redactError(err error, redact func(string) string) error {
+	if msg := redact(err.Error()); msg != err.Error() {
+		return &redactedError{msg: msg, err: err}
+	}
+	return err
 }
 
 // Close closes the connection pool.
@@ -320,20 +478,23 @@ func (p Page) Normalize() Page {
 func (p Page) offset() int { return (p.Page - 1) * p.PerPage }
 
 // gormLogger forwards gorm's warnings and errors to slog: slow queries (over
-// 1 s) at Warn; record-not-found is not an error worth logging.
+// 1 s) at Warn; record-not-found is not an error worth logging. Messages go
+// through redact first: gorm logs the driver's error when it cannot open
+// the database, and that may quote the URL.
 type gormLogger struct {
-	log *slog.Logger
+	log    *slog.Logger
+	redact func(string) string
 }
 
-func newGormLogger(log *slog.Logger) logger.Interface { return gormLogger{log: log} }
+var _ logger.Interface = gormLogger{}
 
 func (l gormLogger) LogMode(logger.LogLevel) logger.Interface { return l }
 func (l gormLogger) Info(context.Context, string, ...any)     {}
 func (l gormLogger) Warn(ctx context.Context, msg string, args ...any) {
-	l.log.WarnContext(ctx, fmt.Sprintf(msg, args...))
+	l.log.WarnContext(ctx, l.redact(fmt.Sprintf(msg, args...)))
 }
 func (l gormLogger) Error(ctx context.Context, msg string, args ...any) {
-	l.log.WarnContext(ctx, fmt.Sprintf(msg, args...))
+	l.log.WarnContext(ctx, l.redact(fmt.Sprintf(msg, args...)))
 }
 func (l gormLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
 	if elapsed := time.Since(begin); elapsed > time.Second {

@@ -16,7 +16,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		name, url, want string
 	}{
 		{"unknown scheme", "mysql://root@localhost/db", `unknown scheme "mysql"`},
-		{"no scheme", "servicedesk.db", "has no scheme"},
+		{"no scheme", "servicedesk.db", "not a URL"},
 		{"sqlite without path", "sqlite://", "no path"},
 	}
 	for _, tt := range tests {

@@ -110,7 +110,7 @@ func (c *cli) reply(ctx context.Context, args []string) error {
 	if *internal {
 		what = "internal note added"
 	}
-	fmt.Fprintf(c.stdout, "%s: %s (message %d, %d attachments)\n", fs.Arg(0), what, m.ID, len(m.Attachments))
+	fmt.Fprintf(c.stdout, "%s: %s (message %d, %d attachments)\n", printable(fs.Arg(0)), what, m.ID, len(m.Attachments))
 	return nil
 }
 
@@ -134,7 +134,7 @@ func (c *cli) setStatus(ctx context.Context, status ticket.Status, args []string
 	if err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
-	fmt.Fprintf(c.stdout, "%s is %s\n", t.Ref, t.Status)
+	fmt.Fprintf(c.stdout, "%s is %s\n", printable(t.Ref), printable(string(t.Status)))
 	return nil
 }
 

@@ -19,13 +19,14 @@ func (c *cli) check(ctx context.Context, args []string) error {
 		return err
 	}
 	failed := false
+	// A reason may quote a server's answer or a stored detail: printable.
 	line := func(name string, err error) {
 		if err != nil {
 			failed = true
-			fmt.Fprintf(c.stdout, "FAIL  %-28s %s\n", name, oneLine(err))
+			fmt.Fprintf(c.stdout, "FAIL  %-28s %s\n", printable(name), printable(oneLine(err)))
 			return
 		}
-		fmt.Fprintf(c.stdout, "ok    %s\n", name)
+		fmt.Fprintf(c.stdout, "ok    %s\n", printable(name))
 	}
 	if err := c.loadConfig(); err != nil {
 		line("config "+c.configPath, err)

@@ -50,7 +50,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	c := &cli{stdout: stdout, stderr: stderr, env: env}
 	args, err := c.globalFlags(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "servicedesk: %v\n", err)
+		fmt.Fprintf(stderr, "servicedesk: %s\n", printable(err.Error()))
 		return 2
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -76,25 +76,25 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	}
 	f, ok := commands[cmd]
 	if !ok {
-		fmt.Fprintf(stderr, "servicedesk: unknown command %q (see servicedesk help)\n", cmd)
+		fmt.Fprintf(stderr, "servicedesk: unknown command %q (see servicedesk help)\n", printable(cmd))
 		return 2
 	}
 	if cmd != "check" { // check reports a bad config as one of its lines
 		if err := c.loadConfig(); err != nil {
-			fmt.Fprintf(stderr, "servicedesk: %v\n", oneLine(err))
+			fmt.Fprintf(stderr, "servicedesk: %s\n", printable(oneLine(err)))
 			return 1
 		}
 	}
 	if err := f(ctx, rest); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "servicedesk %s: %v\n", cmd, ue.error)
+			fmt.Fprintf(stderr, "servicedesk %s: %s\n", cmd, printable(ue.Error()))
 			return 2
 		}
 		if errors.Is(err, errChecksFailed) {
 			return 1
 		}
-		fmt.Fprintf(stderr, "servicedesk %s: %v\n", cmd, oneLine(err))
+		fmt.Fprintf(stderr, "servicedesk %s: %s\n", cmd, printable(oneLine(err)))
 		return 1
 	}
 	return 0

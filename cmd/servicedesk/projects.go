@@ -30,7 +30,8 @@ func (c *cli) projects(ctx context.Context, args []string) error {
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KEY\tNAME\tADDRESS\tVERIFICATION")
 		for _, d := range desks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Config.Key, d.Config.Name, d.Config.Address, verificationState(ctx, st, d.ID))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(d.Config.Key), printable(d.Config.Name), printable(d.Config.Address),
+				printable(verificationState(ctx, st, d.ID)))
 		}
 		return tw.Flush()
 	case "verify":
@@ -47,12 +48,12 @@ func (c *cli) projects(ctx context.Context, args []string) error {
 				continue
 			}
 			fmt.Fprintf(c.stdout, "sending a verification mail from %s to itself through %s:%d; waiting up to %s for a worker to fetch it\n",
-				d.Config.Address, d.Config.SMTP.Host, d.Config.SMTP.Port, *timeout)
+				printable(d.Config.Address), printable(d.Config.SMTP.Host), d.Config.SMTP.Port, *timeout)
 			status, detail, err := jobs.NewVerifier(st).Verify(ctx, d, smtpConfig(d.Config), *timeout)
 			if err != nil {
 				return fmt.Errorf("verify %s: %w", d.Config.Key, err)
 			}
-			fmt.Fprintf(c.stdout, "%s: %s (%s)\n", d.Config.Key, status, detail)
+			fmt.Fprintf(c.stdout, "%s: %s (%s)\n", printable(d.Config.Key), printable(status), printable(detail))
 			if status != jobs.VerifyOK {
 				return errChecksFailed
 			}

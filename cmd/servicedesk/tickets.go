@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -31,11 +32,17 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 	return nil
 }
 
-// listPage is the JSON of a list, as the API answers it.
+// printJSON prints v as the API answers it. encoding/json escapes the C0
+// controls and U+2028/U+2029; jsonForTerminal escapes DEL and C1 too, so
+// that --json output is as safe to view as the tables (bidi characters are
+// data, and left as they are).
 func (c *cli) printJSON(v any) error {
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = c.stdout.Write(append(jsonForTerminal(b), '\n'))
+	return err
 }
 
 // pageFlags adds --page and --per-page to a list command; the page is
@@ -86,12 +93,7 @@ func (c *cli) tickets(ctx context.Context, args []string) error {
 		if *asJSON {
 			return c.printJSON(api.ListJSON("tickets", ts, p.Page, more))
 		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "REF\tSTATUS\tREQUESTER\tCREATED\tSUBJECT")
-		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Ref, t.Status, t.Requester, t.CreatedAt.Format("2006-01-02 15:04"), t.Subject)
-		}
-		return tw.Flush()
+		return printTickets(c.stdout, ts)
 	case "show":
 		fs := newFlags("tickets show")
 		asJSON := fs.Bool("json", false, "print the API's JSON")
@@ -113,16 +115,7 @@ func (c *cli) tickets(ctx context.Context, args []string) error {
 		if *asJSON {
 			return c.printJSON(t)
 		}
-		fmt.Fprintf(c.stdout, "%s  [%s]  %s\nrequester: %s\nparticipants: %s\ncreated: %s\n",
-			t.Ref, t.Status, t.Subject, t.Requester, strings.Join(t.Participants, ", "), t.CreatedAt.Format("2006-01-02 15:04:05"))
-		for _, m := range t.Messages {
-			fmt.Fprintf(c.stdout, "\n--- %s %s from %s at %s %s\n", m.Direction, m.Kind, m.From, m.CreatedAt.Format("2006-01-02 15:04:05"), m.MessageID)
-			fmt.Fprintln(c.stdout, strings.TrimSpace(m.Text))
-			for _, a := range m.Attachments {
-				fmt.Fprintf(c.stdout, "[attachment %d: %s, %s, %d bytes, sha256 %s]\n", a.ID, a.Filename, a.ContentType, a.Size, a.SHA256)
-			}
-		}
-		return nil
+		return printTicket(c.stdout, t)
 	}
 	return usageError{fmt.Errorf("unknown subcommand %q: want list, show, reply, close or reopen", args[0])}
 }
@@ -152,12 +145,7 @@ func (c *cli) inbound(ctx context.Context, args []string) error {
 	if *asJSON {
 		return c.printJSON(api.ListJSON("inbound", rows, p.Page, more))
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPROJECT\tUID\tOUTCOME\tTICKET\tFROM\tSUBJECT\tREASON")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Project, r.UID, r.Outcome, r.TicketNumber, r.From, r.Subject, r.Reason)
-	}
-	return tw.Flush()
+	return printInbound(c.stdout, rows)
 }
 
 func (c *cli) deadletters(ctx context.Context, args []string) error {
@@ -185,12 +173,7 @@ func (c *cli) deadletters(ctx context.Context, args []string) error {
 		if *asJSON {
 			return c.printJSON(api.ListJSON("deadletters", dls, p.Page, more))
 		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tKIND\tPROJECT\tCREATED\tADDRESS\tMESSAGE-ID\tREASON")
-		for _, d := range dls {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Kind, d.Project, d.CreatedAt.Format("2006-01-02 15:04:05"), d.Address, d.MessageID, d.Reason)
-		}
-		return tw.Flush()
+		return printDeadLetters(c.stdout, dls)
 	case "retry", "discard":
 		if len(args) != 2 {
 			return usageError{fmt.Errorf("%s wants one dead letter ID", args[0])}
@@ -220,4 +203,62 @@ func (c *cli) deadletters(ctx context.Context, args []string) error {
 		return nil
 	}
 	return usageError{fmt.Errorf("unknown subcommand %q: want list, retry or discard", args[0])}
+}
+
+// The printers below show what the store holds, every field of it through
+// printable (printableText for a message body): a subject, an address or
+// a reason is whatever a stranger's mail or server said.
+
+// printTickets prints tickets as a table, one row each.
+func printTickets(w io.Writer, ts []ticket.Ticket) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REF\tSTATUS\tREQUESTER\tCREATED\tSUBJECT")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(t.Ref), printable(string(t.Status)), printable(t.Requester),
+			t.CreatedAt.Format("2006-01-02 15:04"), printable(t.Subject))
+	}
+	return tw.Flush()
+}
+
+// printTicket prints one ticket with its messages.
+func printTicket(w io.Writer, t ticket.Ticket) error {
+	participants := make([]string, len(t.Participants))
+	for i, p := range t.Participants {
+		participants[i] = printable(p)
+	}
+	fmt.Fprintf(w, "%s  [%s]  %s\nrequester: %s\nparticipants: %s\ncreated: %s\n",
+		printable(t.Ref), printable(string(t.Status)), printable(t.Subject), printable(t.Requester),
+		strings.Join(participants, ", "), t.CreatedAt.Format("2006-01-02 15:04:05"))
+	for _, m := range t.Messages {
+		fmt.Fprintf(w, "\n--- %s %s from %s at %s %s\n", printable(string(m.Direction)), printable(string(m.Kind)),
+			printable(m.From), m.CreatedAt.Format("2006-01-02 15:04:05"), printable(m.MessageID))
+		fmt.Fprintln(w, strings.TrimSpace(printableText(m.Text)))
+		for _, a := range m.Attachments {
+			fmt.Fprintf(w, "[attachment %d: %s, %s, %d bytes, sha256 %s]\n", a.ID, printable(a.Filename),
+				printable(a.ContentType), a.Size, printable(a.SHA256))
+		}
+	}
+	return nil
+}
+
+// printInbound prints ledger rows as a table.
+func printInbound(w io.Writer, rows []ticket.Inbound) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPROJECT\tUID\tOUTCOME\tTICKET\tFROM\tSUBJECT\tREASON")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.ID, printable(r.Project), r.UID, printable(string(r.Outcome)),
+			r.TicketNumber, printable(r.From), printable(r.Subject), printable(r.Reason))
+	}
+	return tw.Flush()
+}
+
+// printDeadLetters prints dead letters as a table.
+func printDeadLetters(w io.Writer, dls []ticket.DeadLetter) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tPROJECT\tCREATED\tADDRESS\tMESSAGE-ID\tREASON")
+	for _, d := range dls {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, printable(string(d.Kind)), printable(d.Project),
+			d.CreatedAt.Format("2006-01-02 15:04:05"), printable(d.Address), printable(d.MessageID), printable(d.Reason))
+	}
+	return tw.Flush()
 }

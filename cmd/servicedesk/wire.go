@@ -21,7 +21,7 @@ import (
 func (c *cli) openStore(ctx context.Context) (*store.Store, error) {
 	st, err := store.Open(ctx, c.cfg.Database.URL, &store.Options{Logger: c.log})
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, err // "open database: ...", never with the URL
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
