@@ -1,14 +1,17 @@
 // Package api is the HTTP surface of servicedesk: the JSON API under
 // /api/v1 (projects, tickets, attachments, the inbound ledger, dead letters
 // and their retry/discard; notes with uploaded attachments, closing and
-// reopening tickets), bearer-token authentication with roles, redaction of
-// email addresses for guests, health and readiness probes, and the mount
-// points for the asynq monitor and Prometheus metrics.
+// reopening tickets), bearer-token authentication with roles, the guest
+// view (no internal notes, every address obfuscated, no text attachments),
+// cross-origin protection for browsers, health and readiness probes, and the
+// mount points for the asynq monitor and Prometheus metrics.
 //
 // Standards: HTTP semantics (RFC 9110), bearer tokens (RFC 6750), basic
 // authentication (RFC 7617), JSON (RFC 8259), multipart/form-data uploads
 // (RFC 7578), Content-Disposition filenames (RFC 6266 with RFC 8187/5987
-// encoding) and, for what an address looks like, RFC 5322 and RFC 6531.
+// encoding), Fetch metadata (Sec-Fetch-Site) and Origin (RFC 6454) and,
+// for what an address looks like, RFC 5322 and RFC 6531 (and HTML's
+// character references and RFC 3986 percent-encoding, to find one hidden).
 //
 // The package imports neither the store nor the queue: it declares the
 // Backend it needs, and the caller adapts the concrete store and job client.
@@ -29,14 +32,17 @@ import (
 // dead letter that does not exist; the API answers 404 not_found.
 var ErrNotFound = errors.New("not found")
 
-// Page selects one page of a list: Page counts from 1, PerPage is at most
-// MaxPerPage. The API validates both before calling the Backend.
+// Page selects one page of a list: Page counts from 1 and is at most
+// MaxPage, PerPage is at most MaxPerPage. The API validates both before
+// calling the Backend.
 type Page struct{ Page, PerPage int }
 
-// Pagination limits.
+// Pagination limits. MaxPage times MaxPerPage fits in 32 bits, so no
+// offset computed from a valid Page overflows.
 const (
 	DefaultPerPage = 50
 	MaxPerPage     = 1000
+	MaxPage        = 1_000_000
 )
 
 // TicketQuery selects tickets of a project; a zero Status means any.
@@ -118,10 +124,27 @@ type Options struct {
 	// and form overhead included, in bytes; a larger one is answered 413
 	// too_large and nothing of it is stored. Defaults to 50 MiB.
 	MaxUploadSize int64
+	// TrustedOrigins are origins (scheme://host[:port]; a URL is cut to
+	// its origin) besides the request's own Host from which a browser may
+	// send unsafe requests (POST, PUT, PATCH, DELETE): the origin of
+	// http.public_url, when a proxy in front changes the Host. Any other
+	// cross-origin browser request is refused 403 csrf, whatever its
+	// credentials. Malformed entries are logged and ignored.
+	TrustedOrigins []string
+	// SlowTimeout is the read and write deadline of the requests that may
+	// rightly outlast the http.Server's ReadTimeout and WriteTimeout: a
+	// note's upload (read and answer), an attachment's download and every
+	// /monitor/ request. The handler sets it through
+	// http.ResponseController once the token is accepted, so a client
+	// without one never gets it. Defaults to 10 minutes.
+	SlowTimeout time.Duration
 }
 
-// DefaultMaxUploadSize is the default of Options.MaxUploadSize.
-const DefaultMaxUploadSize = 50 << 20
+// Defaults of Options.
+const (
+	DefaultMaxUploadSize = 50 << 20
+	DefaultSlowTimeout   = 10 * time.Minute
+)
 
 func (o *Options) withDefaults() Options {
 	var out Options
@@ -136,6 +159,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.MaxUploadSize <= 0 {
 		out.MaxUploadSize = DefaultMaxUploadSize
+	}
+	if out.SlowTimeout <= 0 {
+		out.SlowTimeout = DefaultSlowTimeout
 	}
 	return out
 }

@@ -87,15 +87,16 @@ wait:
 	return nil
 }
 
-// pageOf reads page (from 1) and per_page (1 to MaxPerPage, default
-// DefaultPerPage) from the query.
+// pageOf reads page (1 to MaxPage) and per_page (1 to MaxPerPage, default
+// DefaultPerPage) from the query. The bounds keep (page-1)*per_page, the
+// offset every list computes, far from overflowing.
 func pageOf(r *http.Request) (Page, error) {
 	p := Page{Page: 1, PerPage: DefaultPerPage}
 	q := r.URL.Query()
 	if v := q.Get("page"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return p, errBadRequest("page %q: want a whole number from 1", v)
+		if err != nil || n < 1 || n > MaxPage {
+			return p, errBadRequest("page %q: want a whole number from 1 to %d", v, MaxPage)
 		}
 		p.Page = n
 	}
@@ -128,6 +129,9 @@ func (s *server) projects(w http.ResponseWriter, r *http.Request) error {
 	end := min(start+p.PerPage, len(all))
 	out := make([]project, 0, end-start)
 	for _, pr := range all[start:end] {
+		if isGuest(r) {
+			pr.Address = RedactText(pr.Address)
+		}
 		out = append(out, project{pr.Key, pr.Name, pr.Address})
 	}
 	s.writeJSON(w, r, http.StatusOK, ListJSON("projects", out, p.Page, end < len(all)))
@@ -179,6 +183,11 @@ func (s *server) tickets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list tickets of %q: %w", key, err)
 	}
+	if isGuest(r) {
+		for i := range ts {
+			ts[i] = guestTicket(ts[i])
+		}
+	}
 	s.writeJSON(w, r, http.StatusOK, ListJSON("tickets", ts, p.Page, more))
 	return nil
 }
@@ -193,10 +202,18 @@ func (s *server) ticket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("ticket %s: %w", ticket.FormatRef(key, number), err)
 	}
+	if isGuest(r) {
+		t = guestTicket(t)
+	}
 	s.writeJSON(w, r, http.StatusOK, TicketJSON(t))
 	return nil
 }
 
+// attachment serves the file. Agents get every attachment. A guest gets
+// 404 for an attachment of an internal message, exactly as for one that
+// does not exist, and 403 for one whose content could show addresses
+// (guestMayDownloadType and guestMayDownloadContent); the rest is served
+// as stored, under an obfuscated file name.
 func (s *server) attachment(w http.ResponseWriter, r *http.Request) error {
 	key := r.PathValue("key")
 	number, err := pathID(r, "number")
@@ -207,16 +224,38 @@ func (s *server) attachment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	ref := ticket.FormatRef(key, number)
+	guest := isGuest(r)
+	if guest {
+		// Look at the message first: nothing of an internal note, and no
+		// content of a refused type, is read for a guest.
+		t, err := s.b.Ticket(r.Context(), key, number)
+		if err != nil {
+			return fmt.Errorf("attachment %d of %s: %w", id, ref, err)
+		}
+		meta, ok := guestAttachmentOf(t, id)
+		if !ok {
+			return fmt.Errorf("attachment %d of %s: %w", id, ref, ErrNotFound)
+		}
+		if !guestMayDownloadType(meta.ContentType) {
+			return errAgentsOnlyType
+		}
+	}
 	a, data, err := s.b.Attachment(r.Context(), key, number, id)
 	if err != nil {
-		return fmt.Errorf("attachment %d of %s: %w", id, ticket.FormatRef(key, number), err)
+		return fmt.Errorf("attachment %d of %s: %w", id, ref, err)
 	}
-	name := a.Filename
-	if infoFrom(r.Context()).role < RoleAgent {
-		name = string(Redact([]byte(name)))
+	name, ct := a.Filename, contentType(a.ContentType)
+	if guest {
+		if !guestMayDownloadType(a.ContentType) || !guestMayDownloadContent(data) {
+			return errAgentsOnlyType
+		}
+		name = RedactText(name)
+		ct, _, _ = strings.Cut(ct, ";") // parameters may carry a name
 	}
+	s.extendDeadlines(w, r, false, true)
 	h := w.Header()
-	h.Set("Content-Type", contentType(a.ContentType))
+	h.Set("Content-Type", ct)
 	h.Set("Content-Disposition", ContentDisposition(name))
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -41,6 +41,9 @@ func (s *server) addNote(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ref := ticket.FormatRef(key, number)
+	// An upload of tens of MB may outlast the server's ReadTimeout; only
+	// an agent's, as require has run.
+	s.extendDeadlines(w, r, true, true)
 	n, err := s.readNote(w, r)
 	if err != nil {
 		return fmt.Errorf("read note for %s: %w", ref, err)
@@ -219,19 +222,9 @@ func cleanFilename(name string) string {
 	if len(ext) > 32 || len(ext) == len(name) {
 		ext = ""
 	}
-	return truncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
+	return ticket.TruncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
 
 // setStatus closes or reopens a ticket and answers it as GET does.
 func (s *server) setStatus(status ticket.Status) func(http.ResponseWriter, *http.Request) error {

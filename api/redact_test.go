@@ -71,3 +71,105 @@ func TestRedact(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "mail alice@customer.test now", "mail al***@cu***.test now"},
+		{"quoted local part", `"john doe"@customer.test`, "jo***@cu***.test"},
+		{"quoted local part with escaped quote", `"john \"jd\" doe"@customer.test`, "jo***@cu***.test"},
+		{"quoted local part in a sentence", `write to "john doe"@customer.test, "quoted" words stay`, `write to jo***@cu***.test, "quoted" words stay`},
+		{"decimal character reference", "bob&#64;customer.test", "bo***@cu***.test"},
+		{"decimal reference without semicolon", "bob&#64customer.test", "bo***@cu***.test"},
+		{"hex character reference", "bob&#x40;customer.test", "bo***@cu***.test"},
+		{"hex reference, capital X, zero padded", "bob&#X0040;customer.test", "bo***@cu***.test"},
+		{"named reference", "bob&commat;customer.test", "bo***@cu***.test"},
+		{"references in local part and domain", "&#98;ob&#64;customer&period;test", "bo***@cu***.test"},
+		{"percent escape", "carol%40customer.test", "ca***@cu***.test"},
+		{"percent escape, lower case", "carol%40customer%2etest", "ca***@cu***.test"},
+		{"nested percent escape", "carol%2540customer.test", "ca***@cu***.test"},
+		{"escaped reference", "dave&amp;#64;customer.test", "da***@cu***.test"},
+		{"mailto with percent escape", `<a href="mailto:carol%40customer.test">x</a>`, `<a href="mailto:ca***@cu***.test">x</a>`},
+		{"unicode escape", `erin\u0040customer.test`, "er***@cu***.test"},
+		{"full-width at sign", "frank\uff20customer.test", "fr***@cu***.test"},
+		{"zero-width space before the at sign", "grace\u200b@customer.test", "gr***@cu***.test"},
+		{"soft hyphen in the domain", "grace@cust\u00adomer.test", "gr***@cu***.test"},
+		{"at sign in its own tag", "heidi<span>@</span>customer.test", "he***@cu***.test"},
+		{"comment inside the address", "heidi@<!-- x -->customer.test", "he***@cu***.test"},
+		{"address in an attribute stays in its tag", `<img alt="ivan@customer.test" src="x.png">`, `<img alt="iv***@cu***.test" src="x.png">`},
+		{"tags around stay", "<b>ivan@customer.test</b>", "<b>iv***@cu***.test</b>"},
+		{"escaped angle brackets", "&lt;judy&#64;customer.test&gt;", "&lt;ju***@cu***.test&gt;"},
+		{"display name", "Alice <alice@customer.test>", "Alice <al***@cu***.test>"},
+		{"unicode space is not part of the address", "\u2028alice@customer.test", "\u2028al***@cu***.test"},
+		{"typographic quotes are not part of it", "“alice@customer.test”", "“al***@cu***.test”"},
+		{"utf-8 local part and domain", "jürgen@müller.test", "jü***@mü***.test"},
+		{"already obfuscated", "al***@cu***.test", "al***@cu***.test"},
+		{"no address", "50% off & more @ home", "50% off & more @ home"},
+		{"a reference that is not one", "AT&T; 100%; &#; &#x; &nosuch;", "AT&T; 100%; &#; &#x; &nosuch;"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := RedactText(tt.in)
+			if got != tt.want {
+				t.Errorf("RedactText(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if again := RedactText(got); again != got {
+				t.Errorf("RedactText is not idempotent: %q, then %q", got, again)
+			}
+			// The same value inside JSON, as the last pass sees it.
+			enc, _ := json.Marshal(map[string]string{"v": tt.in})
+			var v map[string]string
+			if err := json.Unmarshal(Redact(enc), &v); err != nil {
+				t.Fatalf("Redact(%s) is not valid JSON any more: %v", enc, err)
+			}
+			if v["v"] != tt.want {
+				t.Errorf("Redact of %s gives %q, want %q", enc, v["v"], tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactJSONEscapes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"unicode-escaped at sign", `{"v":"bob\u0040customer.test"}`, `{"v":"bo***@cu***.test"}`},
+		{"escaped quotes of a quoted local part", `{"v":"\"john doe\"@customer.test"}`, `{"v":"jo***@cu***.test"}`},
+		{"string starting with an at sign keeps the structure", `["x","@customer.test",1]`, `["x","@customer.test",1]`},
+		{"keys too", `{"bob@customer.test":true}`, `{"bo***@cu***.test":true}`},
+		{"numbers and literals untouched", `{"n":12,"b":false,"z":null,"v":"a@b.test"}`, `{"n":12,"b":false,"z":null,"v":"a***@b***.test"}`},
+		{"not JSON is text", "bob@customer.test", "bo***@cu***.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := string(Redact([]byte(tt.in)))
+			if got != tt.want {
+				t.Errorf("Redact(%s) = %s, want %s", tt.in, got, tt.want)
+			}
+			if again := string(Redact([]byte(got))); again != got {
+				t.Errorf("Redact is not idempotent: %s, then %s", got, again)
+			}
+		})
+	}
+}
+
+func FuzzRedactText(f *testing.F) {
+	for _, s := range []string{"bob&#64;customer.test", `"john doe"@customer.test`, "a%2540b.test", "x<i>@</i>y.test", "&lt;a@b&gt;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		once := RedactText(s)
+		if twice := RedactText(once); twice != once {
+			t.Errorf("not idempotent: %q -> %q -> %q", s, once, twice)
+		}
+		enc, _ := json.Marshal(s)
+		if red := Redact(enc); !json.Valid(red) {
+			t.Errorf("Redact(%s) = %s, not JSON", enc, red)
+		}
+	})
+}

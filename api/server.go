@@ -42,7 +42,13 @@ func New(b Backend, tokens []Token, opts *Options) http.Handler {
 		s.mux.Handle("GET /metrics", o.Metrics)
 	}
 	if o.Monitor != nil {
-		s.mux.Handle("/monitor/", s.require(RoleAdmin, o.Monitor))
+		// The monitor may hold a call long (a large queue's listing,
+		// Redis INFO): its deadlines are extended once the admin is known.
+		mon := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.extendDeadlines(w, r, false, true)
+			o.Monitor.ServeHTTP(w, r)
+		})
+		s.mux.Handle("/monitor/", s.require(RoleAdmin, mon))
 	}
 	s.handle("GET /api/v1/projects", RoleGuest, s.projects)
 	s.handle("GET /api/v1/projects/{key}/tickets", RoleGuest, s.tickets)
@@ -55,7 +61,26 @@ func New(b Backend, tokens []Token, opts *Options) http.Handler {
 	s.handle("GET /api/v1/deadletters", RoleAgent, s.deadLetters)
 	s.handle("POST /api/v1/deadletters/{id}/retry", RoleAgent, s.retryDeadLetter)
 	s.handle("POST /api/v1/deadletters/{id}/discard", RoleAgent, s.discardDeadLetter)
-	return s.logRequests(http.HandlerFunc(s.route))
+	return s.logRequests(s.crossOrigin(http.HandlerFunc(s.route)))
+}
+
+// extendDeadlines moves the connection's read and/or write deadline to
+// Options.SlowTimeout from now, past the http.Server's ReadTimeout and
+// WriteTimeout, for a request that may rightly take long. Writers that
+// cannot (httptest's recorder) are left as they are.
+func (s *server) extendDeadlines(w http.ResponseWriter, r *http.Request, read, write bool) {
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.opts.SlowTimeout)
+	if read {
+		if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.DebugContext(r.Context(), "extend read deadline", "request_id", infoFrom(r.Context()).id, "err", err)
+		}
+	}
+	if write {
+		if err := rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.DebugContext(r.Context(), "extend write deadline", "request_id", infoFrom(r.Context()).id, "err", err)
+		}
+	}
 }
 
 // route answers unknown paths and methods in JSON rather than text.
@@ -166,7 +191,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeJSON encodes v and, unless the caller is an agent or admin,
-// obfuscates every address in the encoded bytes.
+// obfuscates every address in the encoded bytes: the last pass over a
+// guest's answer, after the typed redaction of the handlers (guest.go).
 func (s *server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

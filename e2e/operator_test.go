@@ -224,7 +224,7 @@ func (d *opDesk) testRoles(t *testing.T) {
 		{"GET", "/api/v1/projects/acme/tickets", nil, [4]int{401, 200, 200, 200}},
 		{"GET", "/api/v1/projects/acme/tickets?status=open", nil, [4]int{401, 200, 200, 200}},
 		{"GET", "/api/v1/projects/acme/tickets/1", nil, [4]int{401, 200, 200, 200}},
-		{"GET", att, nil, [4]int{401, 200, 200, 200}},
+		{"GET", att, nil, [4]int{401, 403, 200, 200}}, // a text attachment: for agents only
 		{"GET", "/api/v1/projects/acme/inbound", nil, [4]int{401, 403, 200, 200}},
 		{"GET", "/api/v1/projects/acme/inbound?outcome=rejected", nil, [4]int{401, 403, 200, 200}},
 		{"GET", "/api/v1/deadletters", nil, [4]int{401, 403, 200, 200}},

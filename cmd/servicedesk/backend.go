@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/servicedesk/servicedesk/api"
 	"github.com/servicedesk/servicedesk/config"
@@ -11,6 +12,30 @@ import (
 	"github.com/servicedesk/servicedesk/store"
 	"github.com/servicedesk/servicedesk/ticket"
 )
+
+// Limits of the web role's http.Server (README "Operating"). Requests
+// that may rightly take longer (a note's upload, an attachment's download,
+// the monitor's calls) get httpSlowTimeout from the API once their token is
+// accepted; a client without a valid token never holds a connection past
+// httpReadTimeout.
+const (
+	httpReadHeaderTimeout = 10 * time.Second // the request line and headers
+	httpReadTimeout       = time.Minute      // the whole request, body included
+	httpWriteTimeout      = 2 * time.Minute  // from the end of the headers to the end of the answer
+	httpIdleTimeout       = 2 * time.Minute  // a kept-alive connection between requests
+	httpMaxHeaderBytes    = 64 << 10         // request line and headers
+	httpSlowTimeout       = 10 * time.Minute // note uploads (50 MiB), attachment downloads, /monitor/
+)
+
+// publicOrigins gives the origin of http.public_url, from which browsers
+// may send unsafe requests besides the request's own Host; none when it is
+// not set.
+func publicOrigins(publicURL string) []string {
+	if publicURL == "" {
+		return nil
+	}
+	return []string{publicURL}
+}
 
 // apiBackend serves the API from the store and the dead-letter operations.
 type apiBackend struct {

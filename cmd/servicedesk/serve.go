@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -128,12 +129,24 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			ReadyNames: []string{"redis"},
 			Monitor:    mon,
 			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			// Browsers may post from the public address when a proxy in
+			// front rewrites the Host.
+			TrustedOrigins: publicOrigins(c.cfg.HTTP.PublicURL),
+			SlowTimeout:    httpSlowTimeout,
 		})
 		ln, err := net.Listen("tcp", c.cfg.HTTP.Listen)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", c.cfg.HTTP.Listen, err)
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: httpReadHeaderTimeout,
+			ReadTimeout:       httpReadTimeout,
+			WriteTimeout:      httpWriteTimeout,
+			IdleTimeout:       httpIdleTimeout,
+			MaxHeaderBytes:    httpMaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(c.log.With("component", "http").Handler(), slog.LevelWarn),
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
