@@ -37,6 +37,8 @@ func TestOutbound(t *testing.T) {
 			t.Run("an internal note is not mailed; close and reopen are", d.testNotesAndStatus)
 			t.Run("a 5xx recipient is a dead letter after one attempt", d.testRejectedRecipient)
 			t.Run("an auto-responder loop stops at the cap", d.testAutoResponderLoop)
+			t.Run("a reply with 300 Cc sends at most 5 short notices", d.testSpamCannon)
+			t.Run("a stranger naming a customer's Message-ID reaches nobody on that ticket", d.testThreadHijack)
 			t.Run("a project sends through its own SMTP credentials", d.testBrandedProject)
 			t.Run("SMTP down, then up: the mail arrives exactly once", d.testSMTPDownThenUp)
 		})

@@ -20,6 +20,7 @@ type Metrics struct {
 	latencies     *prometheus.HistogramVec
 	sends         *prometheus.CounterVec
 	smtpAuth      *prometheus.GaugeVec
+	suppressed    *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -44,7 +45,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.smtpAuth = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "servicedesk_smtp_broken",
 		Help: "1 while the project's SMTP server refuses our credentials (set by a failed send, cleared by a good one)."}, []string{"project"})
-	reg.MustRegister(m.smtpAuth)
+	m.suppressed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_notifications_suppressed_total",
+		Help: "Notifications not mailed on purpose, by project and cause: unmailable, bouncing, recipient_cap, project_ceiling."},
+		[]string{"project", "cause"})
+	reg.MustRegister(m.smtpAuth, m.suppressed)
 	reg.MustRegister(m.fetchRuns, m.fetchFailures, m.fetchSeconds, m.lastSuccess, m.fetchedMsgs, m.outcomes, m.latencies, m.sends)
 	return m
 }
@@ -61,6 +65,7 @@ func (m *Metrics) InitProjects(keys []string) {
 		m.fetchFailures.WithLabelValues(k)
 		m.fetchedMsgs.WithLabelValues(k)
 		m.smtpAuth.WithLabelValues(k)
+		m.suppressed.WithLabelValues(k, "project_ceiling")
 	}
 }
 
@@ -114,4 +119,13 @@ func (m *Metrics) smtpBroken(project string, broken bool) {
 		v = 1
 	}
 	m.smtpAuth.WithLabelValues(project).Set(v)
+}
+
+// Suppressed counts a notification of project that was not mailed on
+// purpose, by cause (notify.Cause); a project_ceiling count that grows
+// means the project's hourly ceiling on automatic mail holds mail back.
+func (m *Metrics) Suppressed(project, cause string) {
+	if m != nil && project != "" {
+		m.suppressed.WithLabelValues(project, cause).Inc()
+	}
 }

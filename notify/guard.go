@@ -113,30 +113,91 @@ var automaticKinds = []ticket.NotificationKind{
 	ticket.NotifyThankYou, ticket.NotifyClosed, ticket.NotifyReopened, ticket.NotifyNewParticipant,
 }
 
-// suppression says why n must not be mailed ("" when it may be). Errors
-// are the store's, temporary.
-func (d *Deliverer) suppression(ctx context.Context, p Project, n ticket.Notification) (string, error) {
+// Cause says why a notification was not mailed; it labels
+// servicedesk_notifications_suppressed_total.
+type Cause string
+
+const (
+	CauseUnmailable     Cause = "unmailable"      // a no-reply, system or desk address
+	CauseBouncing       Cause = "bouncing"        // the recipient bounces on the ticket
+	CauseRecipientCap   Cause = "recipient_cap"   // a per-recipient Cap is reached
+	CauseProjectCeiling Cause = "project_ceiling" // the project's hourly ceiling is reached
+)
+
+// verdict is why a notification must not be mailed; the zero verdict lets
+// it go.
+type verdict struct {
+	cause  Cause
+	reason string // for the store and the log
+}
+
+// suppression says why n must not be mailed (the zero verdict when it may
+// be). Errors are the store's, temporary.
+func (d *Deliverer) suppression(ctx context.Context, p Project, n ticket.Notification) (verdict, error) {
 	to, ok := bareAddress(n.To)
 	if !ok {
-		return "", nil // render refuses it, permanently: an operator should see it
+		return verdict{}, nil // render refuses it, permanently: an operator should see it
 	}
 	switch {
 	case isDesk(to, d.desks):
-		return fmt.Sprintf("recipient %s is a desk address", to), nil
+		return verdict{CauseUnmailable, fmt.Sprintf("recipient %s is a desk address", to)}, nil
 	case noReply(to):
-		return fmt.Sprintf("recipient %s is a no-reply or system address", to), nil
+		return verdict{CauseUnmailable, fmt.Sprintf("recipient %s is a no-reply or system address", to)}, nil
 	}
 	bouncing, err := d.store.BouncingRecipients(ctx, n.TicketID, d.now())
 	if err != nil {
-		return "", &Error{Step: "check bounces", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
+		return verdict{}, &Error{Step: "check bounces", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
 	}
 	if slices.Contains(bouncing, to) {
-		return fmt.Sprintf("recipient %s bounces on this ticket", to), nil
+		return verdict{CauseBouncing, fmt.Sprintf("recipient %s bounces on this ticket", to)}, nil
 	}
 	if !slices.Contains(automaticKinds, n.Kind) {
+		return verdict{}, nil
+	}
+	if reason, err := d.capped(ctx, p, n, to); err != nil || reason != "" {
+		return verdict{CauseRecipientCap, reason}, err
+	}
+	reason, err := d.ceilinged(ctx, p, n)
+	return verdict{CauseProjectCeiling, reason}, err
+}
+
+// DefaultProjectCeiling is the default of Options.ProjectCeiling: at most
+// 1,000 automatic mails from one project in any hour.
+const DefaultProjectCeiling = 1000
+
+// ceilinged applies the project's hourly ceiling to an automatic
+// notification: the project's automatic mails queued in the hour before
+// this one, that went out or may still go out, to anyone. One inbound
+// flood (new tickets from a spam run, Cc bombs on many tickets) cannot make
+// the desk send more than that; what is over it is suppressed with the
+// reason and counted in servicedesk_notifications_suppressed_total.
+func (d *Deliverer) ceilinged(ctx context.Context, p Project, n ticket.Notification) (string, error) {
+	if d.ceiling <= 0 {
 		return "", nil
 	}
-	return d.capped(ctx, p, n, to)
+	ref := n.CreatedAt
+	if ref.IsZero() {
+		ref = d.now()
+	}
+	count := func(since time.Time) (int, error) {
+		c, err := d.store.CountProjectMail(ctx, p.ID, automaticKinds, since)
+		if err != nil {
+			return 0, &Error{Step: "check the project's ceiling", Err: fmt.Errorf("count mail of project %s: %w", p.Key, err)}
+		}
+		return c, nil
+	}
+	all, err := count(ref.Add(-time.Hour))
+	if err != nil {
+		return "", err
+	}
+	later, err := count(ref)
+	if err != nil {
+		return "", err
+	}
+	if before := all - later; before >= d.ceiling {
+		return fmt.Sprintf("project ceiling: %d automatic mails from project %s in the last hour (at most %d)", before, p.Key, d.ceiling), nil
+	}
+	return "", nil
 }
 
 // capped applies the caps to an automatic notification. It counts the

@@ -344,3 +344,63 @@ func TestDefaultCapsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectCeiling: one project sends at most ProjectCeiling automatic
+// mails in any hour, to all recipients together; what is over it is
+// suppressed with the reason and reported to OnSuppressed (the metric).
+// Agents' notes are never held back by it.
+func TestProjectCeiling(t *testing.T) {
+	t.Parallel()
+	if DefaultProjectCeiling != 1000 {
+		t.Fatalf("DefaultProjectCeiling = %d, want the documented 1000", DefaultProjectCeiling)
+	}
+	var mu sync.Mutex
+	causes := map[Cause]int{}
+	b := setup(t, func(_ *Project, o *Options) {
+		o.ProjectCeiling = 4
+		o.OnSuppressed = func(project string, c Cause) {
+			mu.Lock()
+			defer mu.Unlock()
+			if project == "acme" {
+				causes[c]++
+			}
+		}
+	})
+	addNote(b)
+	// Six strangers, each getting one thank-you: no per-recipient cap
+	// applies, the project's ceiling does.
+	for i := range 6 {
+		queue(b, int64(100+i), ticket.NotifyThankYou, fmt.Sprintf("c%d@customer.test", i), testNow.Add(time.Duration(i)*time.Second))
+	}
+	queue(b, 106, ticket.NotifyNote, "c0@customer.test", testNow.Add(10*time.Second))
+	for id := int64(100); id <= 106; id++ {
+		if err := b.d.Deliver(context.Background(), id); err != nil {
+			t.Fatalf("Deliver %d: %v", id, err)
+		}
+	}
+	for i, want := range []bool{true, true, true, true, false, false, true} {
+		n := b.store.get(int64(100 + i))
+		if got := n.State == ticket.NotificationSent; got != want {
+			t.Errorf("mail %d (%s to %s): state %q reason %q, want sent=%v", i, n.Kind, n.To, n.State, b.store.reason(n.ID), want)
+		}
+	}
+	if got, want := b.store.reason(104), "project ceiling: 4 automatic mails from project acme in the last hour (at most 4)"; got != want {
+		t.Errorf("reason = %q, want %q", got, want)
+	}
+	onlyAccepted(t, b.sink, 5)
+	mu.Lock()
+	defer mu.Unlock()
+	if causes[CauseProjectCeiling] != 2 || len(causes) != 1 {
+		t.Errorf("OnSuppressed causes = %v, want project_ceiling twice", causes)
+	}
+
+	t.Run("an hour later mail flows again", func(t *testing.T) {
+		queue(b, 200, ticket.NotifyThankYou, "late@customer.test", testNow.Add(61*time.Minute+5*time.Second))
+		if err := b.d.Deliver(context.Background(), 200); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.store.get(200); n.State != ticket.NotificationSent {
+			t.Errorf("state %q (%q), want sent", n.State, b.store.reason(200))
+		}
+	})
+}

@@ -94,6 +94,9 @@ type Store interface {
 	// recipient (case-insensitive) in the project created at or after
 	// since, in any state but failed.
 	CountNotifications(ctx context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time) (int, error)
+	// CountProjectMail counts the project's notifications of the given
+	// kinds created at or after since that are pending or sent.
+	CountProjectMail(ctx context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time) (int, error)
 	// AttachmentData returns an attachment's content by its SHA-256 hex.
 	AttachmentData(ctx context.Context, sha256hex string) ([]byte, error)
 }
@@ -120,6 +123,13 @@ type Options struct {
 	// new_participant) to one recipient within a project. nil means
 	// DefaultCaps(); an empty non-nil slice disables the caps.
 	Caps []Cap
+	// ProjectCeiling bounds the automatic mail of one project, to all
+	// recipients together, in any hour. Defaults to DefaultProjectCeiling
+	// (1,000); negative disables it.
+	ProjectCeiling int
+	// OnSuppressed, when set, is called with the project key and the cause
+	// of every notification suppressed (for a metric).
+	OnSuppressed func(project string, cause Cause)
 }
 
 // Deliverer sends notifications. It is safe for concurrent use; sends of
@@ -133,7 +143,10 @@ type Deliverer struct {
 	idle      time.Duration
 	maxAttach int64
 	caps      []Cap
+	ceiling   int      // automatic mails per project and hour; 0: none
 	desks     []string // every project's desk address, lower-cased
+
+	onSuppressed func(project string, cause Cause)
 
 	byID  map[int64]Project
 	byKey map[string]Project
@@ -161,10 +174,13 @@ func NewDeliverer(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		idle:      opts.IdleTimeout,
 		maxAttach: cmp.Or(opts.MaxAttachmentsSize, DefaultMaxAttachmentsSize),
 		caps:      opts.Caps,
-		byID:      make(map[int64]Project, len(projects)),
-		byKey:     make(map[string]Project, len(projects)),
-		conns:     make(map[int64]*conn),
-		dkimKeys:  make(map[int64]crypto.Signer),
+		ceiling:   cmp.Or(opts.ProjectCeiling, DefaultProjectCeiling),
+
+		onSuppressed: opts.OnSuppressed,
+		byID:         make(map[int64]Project, len(projects)),
+		byKey:        make(map[string]Project, len(projects)),
+		conns:        make(map[int64]*conn),
+		dkimKeys:     make(map[int64]crypto.Signer),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -211,7 +227,7 @@ func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
 	}
 	log := d.log.With("notification", n.ID, "project", n.Project, "kind", n.Kind)
 
-	suppressed, err := d.send(ctx, n)
+	v, err := d.send(ctx, n)
 	// Bookkeeping must survive a cancelled ctx: the mail may be out already.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -223,11 +239,14 @@ func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
 		}
 		return err
 	}
-	if suppressed != "" {
-		if err := d.store.SuppressNotification(bctx, n.ID, suppressed); err != nil {
+	if v.reason != "" {
+		if err := d.store.SuppressNotification(bctx, n.ID, v.reason); err != nil {
 			return &Error{Step: "suppress", Err: fmt.Errorf("notification %d: %w", n.ID, err)}
 		}
-		log.Info("notification suppressed", "reason", suppressed)
+		log.Info("notification suppressed", "cause", v.cause, "reason", v.reason)
+		if d.onSuppressed != nil {
+			d.onSuppressed(n.Project, v.cause)
+		}
 		return nil
 	}
 	if err := d.store.MarkNotificationSent(bctx, n.ID, d.now()); err != nil {
@@ -240,33 +259,33 @@ func (d *Deliverer) Deliver(ctx context.Context, notificationID int64) error {
 }
 
 // send mails n, or returns why it must not be mailed.
-func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed string, err error) {
+func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed verdict, err error) {
 	p, ok := d.project(n)
 	if !ok {
-		return "", permanentf("find project", "unknown project %q (id %d)", n.Project, n.ProjectID)
+		return verdict{}, permanentf("find project", "unknown project %q (id %d)", n.Project, n.ProjectID)
 	}
-	if reason, err := d.suppression(ctx, p, n); err != nil || reason != "" {
-		return reason, err
+	if v, err := d.suppression(ctx, p, n); err != nil || v.reason != "" {
+		return v, err
 	}
 	t, err := d.store.TicketByID(ctx, n.TicketID)
 	if err != nil {
-		return "", &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
+		return verdict{}, &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
 	}
 	out, err := render(p, d.keys, d.templates[p.Key], n, t)
 	if err != nil {
-		return "", &Error{Step: "render", Permanent: true, Err: err}
+		return verdict{}, &Error{Step: "render", Permanent: true, Err: err}
 	}
 	files, err := d.attachments(ctx, p, t, n, out)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	signer, err := d.dkimSigner(p)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	m, err := d.message(out)
 	if err != nil {
-		return "", &Error{Step: "render", Permanent: true, Err: err}
+		return verdict{}, &Error{Step: "render", Permanent: true, Err: err}
 	}
 	attach(m, files)
 	if signer != nil {
@@ -274,9 +293,9 @@ func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed
 	}
 	c, err := d.conn(p)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
-	return "", c.send(ctx, m)
+	return verdict{}, c.send(ctx, m)
 }
 
 func (d *Deliverer) project(n ticket.Notification) (Project, bool) {

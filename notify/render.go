@@ -68,7 +68,37 @@ type kindSpec struct {
 	// needsMessage says the notification's MessageID must name a message
 	// on the ticket (the customer's mail, the note).
 	needsMessage bool
-	tmpl         Template
+	// private says the mail goes to someone who did not write to the desk
+	// (an address a customer put in Cc): it carries none of the ticket's
+	// text, not even its subject, so a Cc list cannot turn the desk into
+	// a relay for whatever a stranger writes.
+	private bool
+	tmpl    Template
+}
+
+// ValidateFor checks t as the template of kind: its placeholders are
+// known, and a private kind (new_participant) uses none that carry the
+// ticket's text (TICKET_DESCRIPTION, NOTE_TEXT).
+func (t Template) ValidateFor(kind ticket.NotificationKind) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	spec, ok := kindSpecFor(kind)
+	if !ok {
+		return fmt.Errorf("unknown notification kind %q", kind)
+	}
+	if !spec.private {
+		return nil
+	}
+	for _, s := range []string{t.Text, t.HTML} {
+		for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
+			if m[1] == "TICKET_DESCRIPTION" || m[1] == "NOTE_TEXT" {
+				return fmt.Errorf("placeholder %q is not allowed in %s: it goes to an address a customer put in Cc, "+
+					"so it carries none of the ticket's text", m[0], kind)
+			}
+		}
+	}
+	return nil
 }
 
 // kindSpecFor is the kind -> template table. Adding a kind is adding a case.
@@ -79,7 +109,7 @@ func kindSpecFor(k ticket.NotificationKind) (kindSpec, bool) {
 	case ticket.NotifyNote:
 		return kindSpec{autoSubmitted: "auto-generated", needsMessage: true, tmpl: Template{Text: noteText}}, true
 	case ticket.NotifyNewParticipant:
-		return kindSpec{autoSubmitted: "auto-generated", bulk: true, tmpl: Template{Text: newParticipantText}}, true
+		return kindSpec{autoSubmitted: "auto-generated", bulk: true, private: true, tmpl: Template{Text: newParticipantText}}, true
 	case ticket.NotifyClosed:
 		return kindSpec{autoSubmitted: "auto-generated", bulk: true, tmpl: Template{Text: closedText}}, true
 	case ticket.NotifyReopened:
@@ -114,13 +144,9 @@ To answer, simply reply to this email.
 
 const newParticipantText = `Hello,
 
-you have been added to ticket %{TICKET_REF} of %{PROJECT_NAME}. You will receive the replies on it; to add anything, simply reply to this email.
+you were copied on a message to %{PROJECT_NAME} about request %{TICKET_REF}, and have been added to it. You will receive the replies on it; to add anything, simply reply to this email.
 
-You can follow the ticket at %{TICKET_URL}
-
-The request:
-
-%{TICKET_DESCRIPTION}
+If you do not know what this is about, you can ignore this email.
 
 -- 
 %{PROJECT_NAME}
@@ -363,7 +389,7 @@ func render(p Project, keys *ticket.ReplyKeys, tmpls map[ticket.NotificationKind
 
 	ref := cmp.Or(t.Ref, ticket.FormatRef(p.Key, t.Number))
 	description := ""
-	if first := firstCustomerMessage(t); first != nil {
+	if first := firstCustomerMessage(t); first != nil && !spec.private {
 		description = first.Text
 	}
 	note := ""
@@ -385,6 +411,9 @@ func render(p Project, keys *ticket.ReplyKeys, tmpls map[ticket.NotificationKind
 		MessageID: mid,
 		Text:      text,
 		HTML:      htmlPart,
+	}
+	if spec.private {
+		out.Subject = fmt.Sprintf("[%s] You were added to a request to %s", ref, cmp.Or(p.Name, p.Address))
 	}
 	refs := []string{ticket.ReplyReference(from.Address, key)}
 	if parent := parentMessage(t, about); parent != nil {

@@ -170,6 +170,37 @@ func TestRender(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a new participant's notice carries none of the ticket's text", func(t *testing.T) {
+		spam := tk
+		spam.Subject = "Cheap pills at spam.example"
+		spam.Messages = []ticket.Message{{ID: 100, Direction: ticket.DirectionInbound, Kind: ticket.KindEmail,
+			Text: "Buy cheap pills at spam.example", MessageID: customerMID}}
+		nn := n
+		nn.Kind, nn.To = ticket.NotifyNewParticipant, "victim@spam.test"
+		// An operator's template that asks for the text gets none of it either.
+		tmpls := map[ticket.NotificationKind]Template{ticket.NotifyNewParticipant: {Text: "%{TICKET_REF}\n%{TICKET_DESCRIPTION}\n"}}
+		for name, tm := range map[string]map[ticket.NotificationKind]Template{"default": nil, "operator's": tmpls} {
+			out, err := render(p, keys, tm, nn, spam)
+			if err != nil {
+				t.Fatalf("%s template: %v", name, err)
+			}
+			for what, got := range map[string]string{"Subject": out.Subject, "Text": out.Text, "HTML": out.HTML} {
+				if strings.Contains(got, "spam.example") {
+					t.Errorf("%s template: %s carries the ticket's text: %q", name, what, got)
+				}
+			}
+			if want := "[acme#12] You were added to a request to Acme Support"; out.Subject != want {
+				t.Errorf("%s template: Subject = %q, want %q", name, out.Subject, want)
+			}
+		}
+		if err := tmpls[ticket.NotifyNewParticipant].ValidateFor(ticket.NotifyNewParticipant); err == nil ||
+			!strings.Contains(err.Error(), "TICKET_DESCRIPTION") {
+			t.Errorf("ValidateFor(new_participant with %%{TICKET_DESCRIPTION}) = %v, want an error naming it", err)
+		}
+		if err := tmpls[ticket.NotifyNewParticipant].ValidateFor(ticket.NotifyThankYou); err != nil {
+			t.Errorf("ValidateFor(thank_you with %%{TICKET_DESCRIPTION}) = %v, want nil", err)
+		}
+	})
 	t.Run("rendering errors", func(t *testing.T) {
 		for name, mutate := range map[string]func(*ticket.Notification){
 			"unknown kind":       func(n *ticket.Notification) { n.Kind = "digest" },

@@ -135,6 +135,22 @@ func (s *memStore) BouncingRecipients(_ context.Context, ticketID int64, at time
 // CountNotifications counts like the store: the project's notifications of
 // the kinds to recipient created at or after since, in any state but failed.
 func (s *memStore) CountNotifications(_ context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time) (int, error) {
+	return s.count(projectID, kinds, since, func(n ticket.Notification) bool {
+		return strings.EqualFold(n.To, recipient) && n.State != ticket.NotificationFailed
+	})
+}
+
+// CountProjectMail counts like the store: the project's pending and sent
+// notifications of the kinds created at or after since, to anyone.
+func (s *memStore) CountProjectMail(_ context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time) (int, error) {
+	return s.count(projectID, kinds, since, func(n ticket.Notification) bool {
+		return n.State == ticket.NotificationPending || n.State == ticket.NotificationSent
+	})
+}
+
+// count counts the project's notifications of the kinds (any when empty)
+// created at or after since for which keep holds.
+func (s *memStore) count(projectID int64, kinds []ticket.NotificationKind, since time.Time, keep func(ticket.Notification) bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.countErr != nil {
@@ -142,8 +158,8 @@ func (s *memStore) CountNotifications(_ context.Context, projectID int64, recipi
 	}
 	c := 0
 	for _, n := range s.notifications {
-		if n.ProjectID == projectID && strings.EqualFold(n.To, recipient) && !n.CreatedAt.Before(since) &&
-			n.State != ticket.NotificationFailed && (len(kinds) == 0 || slices.Contains(kinds, n.Kind)) {
+		if n.ProjectID == projectID && !n.CreatedAt.Before(since) && keep(n) &&
+			(len(kinds) == 0 || slices.Contains(kinds, n.Kind)) {
 			c++
 		}
 	}

@@ -25,6 +25,14 @@ var migrations = []migration{
 	{3, "project address verifications", migrateVerifications},
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
+	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+}
+
+// migrateProjectMailIndex lets the project's ceiling on automatic mail
+// count one hour of its notifications from an index rather than every
+// notification the project ever sent.
+func migrateProjectMailIndex(tx *gorm.DB) error {
+	return tx.Exec(`CREATE INDEX IF NOT EXISTS idx_notifications_project_created ON notifications (project_id, created_at)`).Error
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail

@@ -238,6 +238,32 @@ func (s *Store) CountNotifications(ctx context.Context, projectID int64, recipie
 	q := s.db.WithContext(ctx).Model(&notificationRow{}).
 		Where("project_id = ? AND LOWER(recipient) = ? AND created_at >= ? AND state <> ?",
 			projectID, strings.ToLower(strings.TrimSpace(recipient)), since.UTC(), string(ticket.NotificationFailed))
+	n, err := countOfKinds(q, kinds)
+	if err != nil {
+		return 0, fmt.Errorf("count notifications to %s in project %d: %w", recipient, projectID, err)
+	}
+	return n, nil
+}
+
+// CountProjectMail counts the notifications of the given kinds (every kind
+// when kinds is empty) that the project queued at or after since and that
+// went out or may still go out (pending and sent; suppressed and failed ones
+// are not mail anyone received): the input to the project's ceiling on
+// automatic mail.
+func (s *Store) CountProjectMail(ctx context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time) (int, error) {
+	q := s.db.WithContext(ctx).Model(&notificationRow{}).
+		Where("project_id = ? AND created_at >= ? AND state IN ?", projectID, since.UTC(),
+			[]string{string(ticket.NotificationPending), string(ticket.NotificationSent)})
+	n, err := countOfKinds(q, kinds)
+	if err != nil {
+		return 0, fmt.Errorf("count mail of project %d: %w", projectID, err)
+	}
+	return n, nil
+}
+
+// countOfKinds counts the notifications q selects of the given kinds
+// (every kind when kinds is empty).
+func countOfKinds(q *gorm.DB, kinds []ticket.NotificationKind) (int, error) {
 	if len(kinds) > 0 {
 		ks := make([]string, len(kinds))
 		for i, k := range kinds {
@@ -246,10 +272,8 @@ func (s *Store) CountNotifications(ctx context.Context, projectID int64, recipie
 		q = q.Where("kind IN ?", ks)
 	}
 	var n int64
-	if err := q.Count(&n).Error; err != nil {
-		return 0, fmt.Errorf("count notifications to %s in project %d: %w", recipient, projectID, err)
-	}
-	return int(n), nil
+	err := q.Count(&n).Error
+	return int(n), err
 }
 
 // SuppressNotification marks a pending notification as not sent on purpose:

@@ -389,6 +389,57 @@ func TestCountNotifications(t *testing.T) {
 	})
 }
 
+// TestCountProjectMail: the project's ceiling counts mail that went out or
+// may still go out, to anyone, in a window; suppressed and failed mail and
+// other projects' mail do not count.
+func TestCountProjectMail(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		ps := mustProjects(t, e.s, "acme", "beta")
+		acme, beta := ps[0], ps[1]
+
+		t0 := e.clock.Now()
+		first := mustTicket(t, e.s, acme, 1, "one@customer.test") // thank_you, pending
+		second := mustTicket(t, e.s, acme, 2, "two@customer.test")
+		third := mustTicket(t, e.s, acme, 3, "three@customer.test")
+		e.clock.Advance(time.Hour)
+		t1 := e.clock.Now()
+		mustTicket(t, e.s, acme, 4, "four@customer.test")
+		mustTicket(t, e.s, beta, 1, "beta@customer.test")
+		if err := e.s.MarkNotificationSent(ctx, first.Notifications[0], t1); err != nil {
+			t.Fatalf("MarkNotificationSent: %v", err)
+		}
+		if err := e.s.FailNotification(ctx, second.Notifications[0], "550 no such user"); err != nil {
+			t.Fatalf("FailNotification: %v", err)
+		}
+		if err := e.s.SuppressNotification(ctx, third.Notifications[0], "rate cap"); err != nil {
+			t.Fatalf("SuppressNotification: %v", err)
+		}
+		thankYou := []ticket.NotificationKind{ticket.NotifyThankYou}
+		tests := []struct {
+			name      string
+			projectID int64
+			kinds     []ticket.NotificationKind
+			since     time.Time
+			want      int
+		}{
+			{"sent and pending since the start; failed and suppressed left out", acme.ID, thankYou, t0, 2},
+			{"every kind", acme.ID, nil, t0, 2},
+			{"the last window only", acme.ID, thankYou, t1, 1},
+			{"another kind", acme.ID, []ticket.NotificationKind{ticket.NotifyClosed}, t0, 0},
+			{"another project", beta.ID, thankYou, t0, 1},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := e.s.CountProjectMail(ctx, tt.projectID, tt.kinds, tt.since)
+				if err != nil || got != tt.want {
+					t.Fatalf("CountProjectMail(project %d, %v, since %v) = %d, %v; want %d", tt.projectID, tt.kinds, tt.since, got, err, tt.want)
+				}
+			})
+		}
+	})
+}
+
 func TestSuppressNotification(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		ctx := t.Context()

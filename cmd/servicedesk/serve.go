@@ -94,7 +94,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
 		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
-			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates})
+			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates,
+			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
+			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})
 		defer deliverer.Close()
 		fetcher := jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff

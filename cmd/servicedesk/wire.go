@@ -150,7 +150,7 @@ func notifyTemplates(ps []config.Project) (map[string]map[ticket.NotificationKin
 		}
 		for kind, t := range p.Templates {
 			nt := notify.Template{Text: t.Text, HTML: t.HTML}
-			if err := nt.Validate(); err != nil {
+			if err := nt.ValidateFor(ticket.NotificationKind(kind)); err != nil {
 				return nil, fmt.Errorf("project %s template %s: %w", p.Key, kind, err)
 			}
 			if out[p.Key] == nil {

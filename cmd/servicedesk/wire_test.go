@@ -20,3 +20,15 @@ func TestNotifyTemplatesRefuseUnknownPlaceholders(t *testing.T) {
 		t.Fatalf("notifyTemplates(unknown placeholder) = %v; want an error naming it", err)
 	}
 }
+
+// A new participant is an address a customer put in Cc: its template may
+// not carry the ticket's text, so check and serve refuse one that asks.
+func TestNotifyTemplatesKeepTicketTextFromNewParticipants(t *testing.T) {
+	t.Parallel()
+	leaky := []config.Project{{Key: "acme", Templates: map[string]config.Template{
+		"new_participant": {Text: "You were added to %{TICKET_REF}:\n%{TICKET_DESCRIPTION}"}}}}
+	if _, err := notifyTemplates(leaky); err == nil || !strings.Contains(err.Error(), "TICKET_DESCRIPTION") ||
+		!strings.Contains(err.Error(), "new_participant") {
+		t.Fatalf("notifyTemplates(new_participant with %%{TICKET_DESCRIPTION}) = %v; want an error naming both", err)
+	}
+}
