@@ -48,6 +48,10 @@ func TestThreadingIsEarned(t *testing.T) {
 			"In-Reply-To: " + customersMessageID + "\n", 12, "sender is on the ticket"},
 		{"the requester's follow-up to their own mail is threaded", "anna.meyer@customer.test",
 			"References: " + customersMessageID + "\n", 12, "sender is on the ticket"},
+		{"a stranger naming a participant in Reply-To is not", "mallory@evil.test\nReply-To: bob@customer.test",
+			"In-Reply-To: " + customersMessageID + "\n", 0, "sender is not on that ticket"},
+		{"a stranger naming a participant in Sender is not", "mallory@evil.test\nSender: anna.meyer@customer.test",
+			"In-Reply-To: " + customersMessageID + "\n", 0, "sender is not on that ticket"},
 		{"anyone answering a mail of ours is threaded", "someone@else.test",
 			"In-Reply-To: " + ourMessageID + "\n", 12, "our Message-ID"},
 		{"our Message-ID among the first 50 References is read", "someone@else.test",
@@ -67,7 +71,7 @@ func TestThreadingIsEarned(t *testing.T) {
 			if tt.wantTicket == 0 {
 				wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeTicketCreated)
 				for _, n := range d.Notify {
-					if n.Kind != ticket.NotifyThankYou || strings.Contains(n.To, "customer.test") {
+					if n.Kind != ticket.NotifyThankYou || n.To != d.NewTicket.Requester {
 						t.Errorf("notification %+v: a stranger's new ticket mails only its own requester", n)
 					}
 				}
@@ -140,4 +144,37 @@ func TestParticipantsAreBounded(t *testing.T) {
 		wantEqual(t, "thank-you to", d.Notify[0].To, "erin@customer.test")
 		wantContains(t, "Reason", d.Reason, "participants: kept 5 of ")
 	})
+}
+
+// TestOnlyTrustedRepliesAddPeople: a reply threaded because its From names
+// someone on the ticket (which anyone can write) adds its message but none
+// of its Cc; a reply through a reply key or a Message-ID of ours adds them,
+// and asks the store to hold the ticket's ceiling under its lock.
+func TestOnlyTrustedRepliesAddPeople(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		threading  string
+		wantAdded  int
+		wantReason string
+	}{
+		{"threaded by From on the ticket: no one added", "In-Reply-To: " + customersMessageID + "\n", 0, "Cc not added"},
+		{"threaded by our Message-ID: Cc added", "In-Reply-To: " + ourMessageID + "\n", 2, "our Message-ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, nil)
+			raw := "From: anna.meyer@customer.test\nTo: support@acme.test\nCc: spy1@evil.test, spy2@evil.test\n" + tt.threading +
+				"Subject: Re: printer\nMessage-ID: <people@customer.test>\n\nhello\n"
+			_, d := b.process(t, []byte(raw))
+			wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeReplyAdded)
+			wantEqual(t, "participants added", len(d.Participants), tt.wantAdded)
+			wantEqual(t, "notices", len(d.Notify), tt.wantAdded)
+			wantContains(t, "Reason", d.Reason, tt.wantReason)
+			if tt.wantAdded > 0 {
+				wantEqual(t, "MaxParticipants for the store", d.MaxParticipants, MaxParticipants)
+			}
+		})
+	}
 }

@@ -287,12 +287,12 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 	}
 	d.Message = msg
 
-	ticketID, how, ignored, err := p.thread(ctx, proj, m, class == ClassBounce)
+	th, err := p.thread(ctx, proj, m, class == ClassBounce)
 	if err != nil {
 		return ticket.Delivery{}, err
 	}
-	d.TicketID = ticketID
-	msg.TicketID = ticketID
+	d.TicketID = th.ticketID
+	msg.TicketID = th.ticketID
 
 	switch class {
 	case ClassBounce:
@@ -301,7 +301,7 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		d.Reason = reason
 		if _, rcpts := BounceOriginal(m); len(rcpts) > 0 {
 			d.Reason += "; failed recipients: " + strings.Join(rcpts, ", ")
-			if ticketID != 0 {
+			if th.ticketID != 0 {
 				d.Bouncing = rcpts
 				d.BouncingUntil = p.now().Add(BounceSuppression)
 			}
@@ -312,10 +312,18 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		d.Reason = string(class) + ": " + reason
 	default:
 		requester := requesterOf(m)
-		if ticketID != 0 {
+		if th.ticketID != 0 {
 			d.Outcome = ticket.OutcomeReplyAdded
-			d.Reason = "reply via " + how
+			d.Reason = "reply via " + th.how
 			d.Reopen = true
+			if !th.trusted {
+				// Threaded because From names someone on the ticket, which
+				// anyone can write: it may add a message, never people.
+				if len(m.Cc) > 0 {
+					d.Reason += "; Cc not added: only a reply through a reply key or a Message-ID of ours adds participants"
+				}
+				break
+			}
 			if err := p.addCcParticipants(ctx, &d, m); err != nil {
 				return ticket.Delivery{}, err
 			}
@@ -323,8 +331,8 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		}
 		d.Outcome = ticket.OutcomeTicketCreated
 		d.Reason = "new ticket"
-		if ignored != "" {
-			d.Reason += "; " + ignored
+		if th.ignored != "" {
+			d.Reason += "; " + th.ignored
 		}
 		subject := m.Subject
 		if subject == "" {
@@ -390,6 +398,9 @@ func (p *Processor) addCcParticipants(ctx context.Context, d *ticket.Delivery, m
 		fresh = fresh[:room]
 	}
 	d.Participants = fresh
+	// The store checks again under the ticket's lock: replies committed
+	// at once cannot overfill it between this read and their commits.
+	d.MaxParticipants = MaxParticipants
 	for _, a := range fresh {
 		d.Notify = append(d.Notify, ticket.Notification{Kind: ticket.NotifyNewParticipant, To: a})
 	}
@@ -458,21 +469,37 @@ func domainOf(addr string) string {
 	return strings.ToLower(domain)
 }
 
+// threading is what thread found.
+type threading struct {
+	ticketID int64  // 0: none
+	how      string // which rule matched, for the ledger
+	// trusted says the match went through something only a recipient of
+	// our mail knows: a reply key or a Message-ID we sent.
+	trusted bool
+	// ignored says why a ticket that matched was not taken (a stranger
+	// naming someone else's Message-ID), for the ledger.
+	ignored string
+}
+
+// maxInReplyTo is how many In-Reply-To entries threading reads: RFC 5322
+// gives one per parent, and a reply has one or two.
+const maxInReplyTo = 5
+
 // thread finds the ticket a message belongs to, in order: a reply key of
 // this project in a recipient address or References/In-Reply-To entry; a
-// stored Message-ID among In-Reply-To and the first MaxThreadReferences
-// References entries, when it is one of ours or the sender is already on
-// that ticket; for a bounce, the keys and Message-ID of the bounced
-// original. The subject is never used: anyone can write "[acme#12]". how
-// says which rule matched; ignored says why a matching ticket was not
-// taken (a stranger naming someone else's Message-ID), for the ledger.
-func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bool) (id int64, how, ignored string, err error) {
+// stored Message-ID among the first entries of In-Reply-To and the first
+// MaxThreadReferences entries of References, when it is one of ours or
+// From is already on that ticket; for a bounce, the keys and Message-ID
+// of the bounced original. The subject is never used: anyone can write
+// "[acme#12]".
+func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bool) (threading, error) {
 	refs := m.References[:min(len(m.References), MaxThreadReferences)]
+	inReplyTo := m.InReplyTo[:min(len(m.InReplyTo), maxInReplyTo)]
 	var keySources []string
 	keySources = append(keySources, m.To...)
 	keySources = append(keySources, m.Cc...)
 	keySources = append(keySources, m.Forwarded...)
-	keySources = append(keySources, m.InReplyTo...)
+	keySources = append(keySources, inReplyTo...)
 	keySources = append(keySources, refs...)
 	if bounce && m.dsn.original != nil {
 		for _, name := range []string{"Reply-To", "References", "In-Reply-To", "From", "Message-Id"} {
@@ -480,11 +507,11 @@ func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bo
 		}
 	}
 	if id, err := p.byReplyKey(ctx, proj, keySources); id != 0 || err != nil {
-		return id, "reply key", "", err
+		return threading{ticketID: id, how: "reply key", trusted: true}, err
 	}
 
-	ids := uniqueFold(append(append([]string(nil), m.InReplyTo...), refs...))
-	how = "In-Reply-To/References"
+	ids := uniqueFold(append(append([]string(nil), inReplyTo...), refs...))
+	how := "In-Reply-To/References"
 	if bounce {
 		if mid, _ := BounceOriginal(m); mid != "" {
 			ids = uniqueFold(append(ids, mid))
@@ -492,37 +519,41 @@ func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bo
 		}
 	}
 	if len(ids) == 0 {
-		return 0, "", "", nil
+		return threading{}, nil
 	}
 	matches, err := p.st.ThreadMatches(ctx, proj.ID, ids)
 	switch {
 	case err != nil && p.notFound(err):
-		return 0, "", "", nil
+		return threading{}, nil
 	case err != nil:
-		return 0, "", "", fmt.Errorf("look up tickets by Message-ID: %w", err)
+		return threading{}, fmt.Errorf("look up tickets by Message-ID: %w", err)
 	}
 	for _, mt := range matches {
 		if mt.Ours {
-			return mt.TicketID, how + " (our Message-ID)", "", nil
+			return threading{ticketID: mt.TicketID, how: how + " (our Message-ID)", trusted: true}, nil
 		}
 		on, err := p.onTicket(ctx, mt.TicketID, m)
 		if err != nil {
-			return 0, "", "", err
+			return threading{}, err
 		}
 		if on {
-			return mt.TicketID, how + " (sender is on the ticket)", "", nil
+			return threading{ticketID: mt.TicketID, how: how + " (sender is on the ticket)"}, nil
 		}
 	}
 	if len(matches) > 0 {
-		ignored = fmt.Sprintf("In-Reply-To/References name a customer's message on ticket id %d, "+
-			"but the sender is not on that ticket: not threaded", matches[0].TicketID)
+		return threading{ignored: fmt.Sprintf("In-Reply-To/References name a customer's message on ticket id %d, "+
+			"but the sender is not on that ticket: not threaded", matches[0].TicketID)}, nil
 	}
-	return 0, "", ignored, nil
+	return threading{}, nil
 }
 
-// onTicket reports whether the sender of m (From, Sender or a Reply-To
-// address) is the requester or a participant of ticket id.
+// onTicket reports whether the From address of m is the requester or a
+// participant of ticket id. Only From: Sender and Reply-To are not what
+// DMARC protects, and naming someone there costs an attacker nothing.
 func (p *Processor) onTicket(ctx context.Context, id int64, m *Mail) (bool, error) {
+	if m.From == "" {
+		return false, nil
+	}
 	t, err := p.st.TicketByID(ctx, id)
 	switch {
 	case err != nil && p.notFound(err):
@@ -530,12 +561,12 @@ func (p *Processor) onTicket(ctx context.Context, id int64, m *Mail) (bool, erro
 	case err != nil:
 		return false, fmt.Errorf("load ticket %d to check its participants: %w", id, err)
 	}
-	on := map[string]bool{strings.ToLower(t.Requester): true}
-	for _, a := range t.Participants {
-		on[strings.ToLower(a)] = true
+	from := strings.ToLower(m.From)
+	if strings.ToLower(t.Requester) == from {
+		return true, nil
 	}
-	for _, a := range append([]string{m.From, m.Sender}, m.ReplyTo...) {
-		if a != "" && on[strings.ToLower(a)] {
+	for _, a := range t.Participants {
+		if strings.ToLower(a) == from {
 			return true, nil
 		}
 	}

@@ -217,6 +217,14 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		if err := tx.Model(&ticketRow{}).Where("id = ?", t.ID).Updates(upd).Error; err != nil {
 			return ticket.Committed{}, fmt.Errorf("update ticket %d: %w", t.ID, err)
 		}
+		if d.MaxParticipants > 0 && len(d.Participants) > 0 {
+			// The ticket row is locked: concurrent replies to it take
+			// turns here, so together they cannot overfill it.
+			var err error
+			if d, err = fitParticipants(tx, t.ID, desk, d); err != nil {
+				return ticket.Committed{}, err
+			}
+		}
 	default:
 		// An auto-reply or bounce that belongs to no ticket: ledger only.
 		if d.Outcome == ticket.OutcomeReplyAdded {
@@ -462,6 +470,45 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// fitParticipants keeps of d.Participants the addresses not yet on ticket
+// ticketID that fit under d.MaxParticipants, drops the new_participant
+// notifications to the others and says so in d.Reason. The caller holds
+// the ticket's row lock.
+func fitParticipants(tx *gorm.DB, ticketID int64, desk string, d ticket.Delivery) (ticket.Delivery, error) {
+	var existing []string
+	if err := tx.Model(&participantRow{}).Where("ticket_id = ?", ticketID).Pluck("email", &existing).Error; err != nil {
+		return d, fmt.Errorf("read participants of ticket %d: %w", ticketID, err)
+	}
+	on := make(map[string]bool, len(existing))
+	for _, e := range existing {
+		on[e] = true
+	}
+	var fresh []string
+	for _, e := range participantEmails(desk, d.Participants) {
+		if !on[e] {
+			fresh = append(fresh, e)
+		}
+	}
+	room := max(0, d.MaxParticipants-len(existing))
+	if len(fresh) <= room {
+		return d, nil
+	}
+	kept := map[string]bool{}
+	for _, e := range fresh[:room] {
+		kept[e] = true
+	}
+	d.Reason += fmt.Sprintf("; participants: %d more left out, the ticket is full (%d)", len(fresh)-room, d.MaxParticipants)
+	d.Participants = fresh[:room]
+	var notify []ticket.Notification
+	for _, n := range d.Notify {
+		if n.Kind != ticket.NotifyNewParticipant || kept[strings.ToLower(strings.TrimSpace(n.To))] {
+			notify = append(notify, n)
+		}
+	}
+	d.Notify = notify
+	return d, nil
 }
 
 // addParticipants adds addresses to a ticket, lower-cased and deduplicated,

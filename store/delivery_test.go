@@ -307,3 +307,101 @@ func assertOneWinner(t *testing.T, results []ticket.Committed) {
 		}
 	}
 }
+
+// TestCommitDeliveryParticipantCeiling: replies committed at once, each
+// bringing five new Cc addresses, together fill a ticket only up to
+// MaxParticipants; the addresses that did not fit get no notice, and the
+// ledger says so.
+func TestCommitDeliveryParticipantCeiling(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		p := mustProjects(t, e.s, "acme")[0]
+		first := mustFetch(t, e.s, p.ID, 1, "q@customer.test")
+		c := mustCommit(t, e.s, newTicketDelivery(p, first, "<q@customer.test>")) // alice and bob
+		const replies, perReply, ceiling = 12, 5, 10
+		var wg sync.WaitGroup
+		errs := make(chan error, replies)
+		for i := range replies {
+			in := mustFetch(t, e.s, p.ID, uint32(10+i), fmt.Sprintf("r%d@customer.test", i))
+			d := ticket.Delivery{
+				InboundID: in, ProjectID: p.ID, Outcome: ticket.OutcomeReplyAdded, TicketID: c.TicketID,
+				DedupKey: fmt.Sprintf("mid:<r%d@customer.test>", i), MaxParticipants: ceiling, MailDomain: "desk.test",
+				Message: &ticket.Message{Direction: ticket.DirectionInbound, Kind: ticket.KindEmail,
+					From: "alice@customer.test", Subject: "Re", Text: "more", MessageID: fmt.Sprintf("<r%d@customer.test>", i)},
+			}
+			for j := range perReply {
+				a := fmt.Sprintf("cc%d-%d@customer.test", i, j)
+				d.Participants = append(d.Participants, a)
+				d.Notify = append(d.Notify, ticket.Notification{Kind: ticket.NotifyNewParticipant, To: a})
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.s.CommitDelivery(ctx, d)
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("CommitDelivery: %v", err)
+			}
+		}
+		got, err := e.s.TicketByID(ctx, c.TicketID)
+		if err != nil {
+			t.Fatalf("TicketByID: %v", err)
+		}
+		if len(got.Participants) != ceiling {
+			t.Fatalf("ticket has %d participants after %d concurrent replies, want exactly %d", len(got.Participants), replies, ceiling)
+		}
+		on := map[string]bool{}
+		for _, a := range got.Participants {
+			on[a] = true
+		}
+		notices := 0
+		for _, n := range allNotifications(t, e.s) {
+			if n.Kind != ticket.NotifyNewParticipant {
+				continue
+			}
+			notices++
+			if !on[n.To] {
+				t.Errorf("notice to %s, who is not on the ticket", n.To)
+			}
+		}
+		if notices != ceiling-2 {
+			t.Errorf("%d new_participant notices, want one per address added (%d)", notices, ceiling-2)
+		}
+		full := 0
+		for _, r := range listInbound(t, e.s) {
+			if strings.Contains(r.Reason, "the ticket is full (10)") {
+				full++
+			}
+		}
+		if full == 0 {
+			t.Errorf("no ledger reason says addresses were left out of the full ticket")
+		}
+	})
+}
+
+func allNotifications(t *testing.T, s *Store) []ticket.Notification {
+	t.Helper()
+	var rows []notificationRow
+	if err := s.db.Order("id").Find(&rows).Error; err != nil {
+		t.Fatalf("read notifications: %v", err)
+	}
+	out := make([]ticket.Notification, len(rows))
+	for i, r := range rows {
+		out[i] = ticket.Notification{ID: r.ID, Kind: ticket.NotificationKind(r.Kind), To: r.Recipient}
+	}
+	return out
+}
+
+func listInbound(t *testing.T, s *Store) []ticket.Inbound {
+	t.Helper()
+	rows, _, err := s.ListInbound(t.Context(), InboundFilter{}, Page{PerPage: 1000})
+	if err != nil {
+		t.Fatalf("ListInbound: %v", err)
+	}
+	return rows
+}

@@ -472,8 +472,16 @@ func (p Page) Normalize() Page {
 	if p.PerPage > 1000 {
 		p.PerPage = 1000
 	}
+	// Beyond this page the offset would overflow; no list is this long.
+	if p.Page > MaxPage {
+		p.Page = MaxPage
+	}
 	return p
 }
+
+// MaxPage is the highest page Normalize lets through (the API answers 400
+// above it): (MaxPage-1) x 1000 rows fits any int.
+const MaxPage = 1_000_000
 
 func (p Page) offset() int { return (p.Page - 1) * p.PerPage }
 

@@ -328,6 +328,7 @@ func TestPageNormalize(t *testing.T) {
 		{"negative page", Page{-3, 10}, Page{1, 10}},
 		{"too large per page", Page{2, 5000}, Page{2, 1000}},
 		{"kept", Page{3, 20}, Page{3, 20}},
+		{"a page past MaxPage is clamped, so the offset cannot overflow", Page{1 << 62, 1 << 62}, Page{MaxPage, 1000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

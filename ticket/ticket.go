@@ -228,6 +228,11 @@ type Delivery struct {
 	Message   *Message
 	// Participants are added to the ticket (deduplicated, case-insensitive).
 	Participants []string
+	// MaxParticipants, when above 0, bounds the ticket's participants as
+	// the store finds them in the delivery's transaction: addresses of
+	// Participants that do not fit are left out, and so are the
+	// new_participant notifications to them.
+	MaxParticipants int
 	Reopen       bool // reopen the ticket if closed
 	// Bouncing lists recipients of our mail that a delivery-status bounce
 	// reported failed; automatic mail to them on the ticket is suppressed
