@@ -293,15 +293,14 @@ func TestProcessHostile(t *testing.T) {
 func TestProcessParseStops(t *testing.T) {
 	t.Parallel()
 	raw := []byte("From: a@customer.test\r\nTo: support@acme.test\r\nSubject: s\r\n\r\nbody")
-	t.Run("a deadline overrun fails for good", func(t *testing.T) {
+	t.Run("a deadline overrun is left to the caller, who tries it once more (jobs.MaxDeadlineAttempts)", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, &Options{Limits: Limits{Deadline: time.Nanosecond}})
-		c, err := b.proc.Process(context.Background(), b.add(raw))
-		if err != nil {
-			t.Fatalf("Process: %v; want a committed failure (no retry)", err)
+		_, err := b.proc.Process(context.Background(), b.add(raw))
+		if !errors.Is(err, ErrParseDeadline) {
+			t.Fatalf("Process = %v; want ErrParseDeadline: the load of the machine may be to blame", err)
 		}
-		wantEqual(t, "outcome", c.Outcome, ticket.OutcomeFailed)
-		wantContains(t, "Reason", b.st.commits[0].Reason, ErrParseDeadline.Error())
+		wantEqual(t, "commits", len(b.st.commits), 0)
 	})
 	t.Run("shutdown is temporary", func(t *testing.T) {
 		t.Parallel()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -220,11 +221,17 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 	}
 	m, err := ParseContext(ctx, raw, p.limits)
 	if err != nil {
-		if ctx.Err() != nil { // shutting down: parse again later
+		switch {
+		case ctx.Err() != nil: // shutting down: parse again later
+			return ticket.Committed{}, fmt.Errorf("parse inbound %d: %w", in.ID, err)
+		case errors.Is(err, ErrParseDeadline):
+			// How long a parse takes depends on the machine's load as much
+			// as on the mail: the caller may try once more, then records
+			// it for good (jobs: MaxDeadlineAttempts).
 			return ticket.Committed{}, fmt.Errorf("parse inbound %d: %w", in.ID, err)
 		}
-		// Deterministic (the same bytes fail the same way, a deadline
-		// overrun included): committed as failed, never retried.
+		// Deterministic (the same bytes fail the same way): committed as
+		// failed, never retried.
 		return fail("cannot parse message: " + err.Error())
 	}
 

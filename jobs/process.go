@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/servicedesk/servicedesk/ingest"
 	"github.com/servicedesk/servicedesk/notify"
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -46,7 +47,7 @@ func (h *ProcessHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	res, err := h.proc.Process(ctx, p.InboundID)
 	if err != nil {
-		if !finalAttempt(ctx) && !errors.Is(err, asynq.SkipRetry) {
+		if !giveUp(err, attempts(ctx), finalAttempt(ctx)) {
 			taskLog(ctx, h.log).Warn("process failed, will retry", "inbound", p.InboundID, "err", err)
 			return err
 		}
@@ -75,6 +76,21 @@ func (h *ProcessHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	return nil
 }
+
+// giveUp reports whether a process error on the given attempt (from 1)
+// ends the message as a dead letter rather than a retry: on the final
+// attempt, for an error marked SkipRetry, and for a parse past its
+// deadline from attempt MaxDeadlineAttempts on. The machine may have been
+// busy the first time, but a mail that is slow to parse must not take a
+// worker for long again and again.
+func giveUp(err error, attempt int, final bool) bool {
+	return final || errors.Is(err, asynq.SkipRetry) ||
+		(errors.Is(err, ingest.ErrParseDeadline) && attempt >= MaxDeadlineAttempts)
+}
+
+// MaxDeadlineAttempts is how many times a message whose parse runs past
+// ingest.Limits.Deadline is tried before it becomes a dead letter.
+const MaxDeadlineAttempts = 2
 
 func finalAttempt(ctx context.Context) bool {
 	n, ok1 := asynq.GetRetryCount(ctx)
