@@ -14,7 +14,7 @@ func ExampleObfuscate() {
 
 func ExampleRedact() {
 	fmt.Println(string(api.Redact([]byte(`{"from":"Alice <alice@customer.test>","text":"cc bob@mail.example.test\n"}`))))
-	// Output: {"from":"Alice <al***@cu***.test>","text":"cc bo***@ma***.test\n"}
+	// Output: {"from":"Alice <al***@cu***.test>","text":"cc b***@ma***.test\n"}
 }
 
 func ExampleNew() {

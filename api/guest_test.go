@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -303,41 +305,90 @@ func TestGuestAttachmentRules(t *testing.T) {
 	})
 }
 
-func TestGuestMayDownloadType(t *testing.T) {
+func TestGuestMayDownload(t *testing.T) {
 	t.Parallel()
+	const (
+		png  = pngHeader + "pixels"
+		pdf  = "%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+		zip  = "PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00"
+		text = "Contact: zzsybil@customer.test\n"
+		tnef = "\x78\x9f\x3e\x22\x01\x00\x01\x06\x90\x08\x00\x04\x00\x00\x00"
+		cfb  = "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00\x00\x00"
+		// a compound file with an Outlook property stream: a .msg
+		msg = cfb + "R\x00o\x00o\x00t\x00" + "_\x00_\x00s\x00u\x00b\x00s\x00t\x00g\x001\x00.\x000\x00_\x000\x000\x003\x007\x00"
+		// bytes http.DetectContentType cannot name
+		unknown = "\x00\x01\x02\x03\xfe\xff binary"
+	)
 	tests := []struct {
-		contentType string
-		want        bool
+		name, filename, contentType, data string
+		want                              bool
 	}{
-		{"image/png", true},
-		{"image/jpeg", true},
-		{"application/pdf", true},
-		{"application/vnd.openxmlformats-officedocument.wordprocessingml.document", true},
-		{"application/zip", true},
-		{"application/octet-stream", true},
-		{"not a media type", true}, // judged by its content
-		{"text/plain", false},
-		{"TEXT/CSV; charset=utf-8", false},
-		{"text/calendar", false},
-		{"message/rfc822", false},
-		{"message/global", false},
-		{"message/delivery-status", false},
-		{"message/global-delivery-status", false},
-		{"text/rfc822-headers", false},
-		{"multipart/report; report-type=delivery-status", false},
-		{"message/disposition-notification", false},
-		{"application/json", false},
-		{"application/xhtml+xml", false},
-		{"image/svg+xml", false},
-		{"application/ld+json", false},
-		{"application/vcard", false},
-		{"application/pkcs7-signature", false},
+		// Allowed types with matching content.
+		{"png", "scan.png", "image/png", png, true},
+		{"jpeg labelled image/jpg", "photo.jpg", "image/jpg", "\xff\xd8\xff\xe0", true},
+		{"heic (not sniffable)", "IMG_1.HEIC", "image/heic", unknown, true},
+		{"tiff", "fax.tif", "image/tiff", "II*\x00", true},
+		{"pdf", "invoice.pdf", "application/pdf", pdf, true},
+		{"docx", "report.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", zip, true},
+		{"odt", "report.odt", "application/vnd.oasis.opendocument.text", zip, true},
+		{"legacy word", "report.doc", "application/msword", cfb, true},
+		{"macro-enabled excel", "book.xlsm", "application/vnd.ms-excel.sheet.macroEnabled.12", zip, true},
+		{"zip", "logs.zip", "application/zip", zip, true},
+		{"audio", "voicemail.mp3", "audio/mpeg", "ID3\x03\x00", true},
+		{"video", "screen.mp4", "video/mp4", "\x00\x00\x00\x18ftypmp42", true},
+		{"parameters do not matter", "scan.png", `image/png; name="scan.png"`, png, true},
+		// application/octet-stream and bad labels: the content decides.
+		{"octet-stream that sniffs as png", "scan", "application/octet-stream", png, true},
+		{"octet-stream that sniffs as pdf", "invoice.bin", "application/octet-stream", pdf, true},
+		{"no valid label, sniffs as png", "scan.png", "not a media type", png, true},
+		{"octet-stream nobody can name", "data.bin", "application/octet-stream", unknown, false},
+		{"octet-stream that sniffs as text", "data.bin", "application/octet-stream", text, false},
+		{"no valid label, text", "x", "not a media type", text, false},
+		{"octet-stream compound file (a .msg or a .doc)", "att1", "application/octet-stream", cfb, false},
+		// Refused types, whatever the content.
+		{"outlook message", "fwd.msg", "application/vnd.ms-outlook", msg, false},
+		{"tnef", "winmail.dat", "application/ms-tnef", tnef, false},
+		{"tnef, vnd label", "att.dat", "application/vnd.ms-tnef", tnef, false},
+		{"text", "notes.txt", "text/plain", text, false},
+		{"csv", "list.csv", "TEXT/CSV; charset=utf-8", text, false},
+		{"calendar", "invite.ics", "text/calendar", text, false},
+		{"forwarded mail", "fwd.eml", "message/rfc822", text, false},
+		{"global mail", "fwd", "message/global", text, false},
+		{"delivery status", "details", "message/delivery-status", text, false},
+		{"headers", "headers", "text/rfc822-headers", text, false},
+		{"report", "report", "multipart/report; report-type=delivery-status", text, false},
+		{"json", "data", "application/json", text, false},
+		{"xhtml", "page", "application/xhtml+xml", text, false},
+		{"svg", "logo", "image/svg+xml", "<svg/>", false},
+		{"vcard", "c", "application/vcard", text, false},
+		{"rtf", "letter", "application/rtf", "{\\rtf1", false},
+		{"s/mime signature", "smime.p7s", "application/pkcs7-signature", unknown, false},
+		{"unknown binary type", "thing", "application/x-something", unknown, false},
+		{"image/x-icon is not on the list", "favicon", "image/x-icon", unknown, false},
+		// Allowed labels, refused content.
+		{"text labelled image/png", "photo.png", "image/png", text, false},
+		{"html labelled application/pdf", "doc.pdf", "application/pdf", "<html><body>zz</body></html>", false},
+		{"a .msg labelled application/msword", "report.doc", "application/msword", msg, false},
+		{"tnef labelled application/zip", "archive.zip", "application/zip", tnef, false},
+		// Allowed labels and content, refused names.
+		{".msg name", "forwarded.msg", "application/msword", cfb, false},
+		{".eml name", "mail.EML", "application/zip", zip, false},
+		{"winmail.dat name", "WINMAIL.DAT", "application/zip", zip, false},
+		{".tnef name", "x.tnef", "application/zip", zip, false},
+		{".txt name", "notes.txt", "image/png", png, false},
+		{".html name", "page.html", "image/png", png, false},
+		{".svg name", "logo.svg", "image/png", png, false},
+		{"trailing dot and space dropped as Windows does", "mail.eml. ", "image/png", png, false},
+		{"last extension counts", "scan.png.txt", "image/png", png, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.contentType, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := guestMayDownloadType(tt.contentType); got != tt.want {
-				t.Errorf("guestMayDownloadType(%q) = %v, want %v", tt.contentType, got, tt.want)
+			if got := guestMayDownload(tt.filename, tt.contentType, []byte(tt.data)); got != tt.want {
+				t.Errorf("guestMayDownload(%q, %q, %q) = %v, want %v", tt.filename, tt.contentType, tt.data, got, tt.want)
+			}
+			if tt.want && !guestMayDownloadType(tt.filename, tt.contentType) {
+				t.Errorf("guestMayDownloadType(%q, %q) = false, but the whole check allows it", tt.filename, tt.contentType)
 			}
 		})
 	}
@@ -363,5 +414,169 @@ func TestRedactionCoversEveryField(t *testing.T) {
 	}
 	if tk.Messages[0].From != addr || tk.Participants[0] != addr || tk.Messages[0].Attachments[0].Filename != addr {
 		t.Errorf("guestTicket changed the ticket it was given: %+v", tk)
+	}
+}
+
+func TestGuestUpdatedAtHidesInternalNotes(t *testing.T) {
+	t.Parallel()
+	created := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	public, internal := created.Add(time.Hour), created.Add(2*time.Hour)
+	tk := ticket.Ticket{ID: 18, Project: "acme", Number: 8, Ref: "acme#8", Status: ticket.StatusOpen,
+		Subject: "Quiet", CreatedAt: created, UpdatedAt: internal,
+		Messages: []ticket.Message{
+			{ID: 80, Kind: ticket.KindEmail, Text: "public", CreatedAt: public},
+			{ID: 81, Kind: ticket.KindNote, Internal: true, Text: "INTERNAL-ONLY", CreatedAt: internal},
+		}}
+	onlyInternal := tk
+	onlyInternal.Messages = tk.Messages[1:]
+	tests := []struct {
+		name string
+		in   ticket.Ticket
+		want time.Time
+	}{
+		{"the newest public message, not the internal note after it", tk, public},
+		{"created_at when every message is internal", onlyInternal, created},
+		{"created_at in a list, which carries no messages", ticket.Ticket{CreatedAt: created, UpdatedAt: internal}, created},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := guestTicket(tt.in).UpdatedAt; !got.Equal(tt.want) {
+				t.Errorf("guest updated_at = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("through the API", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, nil)
+		b.backend.mu.Lock()
+		b.backend.tickets = append([]ticket.Ticket{tk}, b.backend.tickets...)
+		b.backend.mu.Unlock()
+		for _, tc := range []struct {
+			role Role
+			path string
+			want time.Time
+		}{
+			{RoleGuest, "/api/v1/projects/acme/tickets/8", public},
+			{RoleAgent, "/api/v1/projects/acme/tickets/8", internal},
+			{RoleGuest, "/api/v1/projects/acme/tickets?per_page=1", created},
+			{RoleAgent, "/api/v1/projects/acme/tickets?per_page=1", internal},
+		} {
+			v := decode(t, b.do(t, tc.role, "GET", tc.path))
+			if ts, ok := v["tickets"].([]any); ok {
+				v = ts[0].(map[string]any)
+			}
+			if got := v["updated_at"]; got != tc.want.Format(time.RFC3339) {
+				t.Errorf("%s GET %s: updated_at = %v, want %s", tc.role, tc.path, got, tc.want.Format(time.RFC3339))
+			}
+		}
+	})
+}
+
+func TestGuestBodiesAreCut(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", GuestBodyLimit/2) + "zzbob@customer.test and more" // the cut falls in the address
+	tests := []struct {
+		name, in, want string
+	}{
+		{"short text is whole", "hello zzbob@customer.test", "hello zz***@cu***.test"},
+		{"exactly the limit is whole", strings.Repeat("a", GuestBodyLimit), strings.Repeat("a", GuestBodyLimit)},
+		{"one byte over is cut", strings.Repeat("a", GuestBodyLimit+1), strings.Repeat("a", GuestBodyLimit) + GuestCutMarker},
+		{"cut at a character boundary, marker after", strings.Repeat("a", GuestBodyLimit-1) + "éé",
+			strings.Repeat("a", GuestBodyLimit-1) + GuestCutMarker},
+		{"cut before redaction", "zzbob@customer.test " + strings.Repeat("x", GuestBodyLimit),
+			"zz***@cu***.test " + strings.Repeat("x", GuestBodyLimit-len("zzbob@customer.test ")) + GuestCutMarker},
+		{"the limit counts bytes", long, strings.Repeat("é", GuestBodyLimit/2) + GuestCutMarker},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := guestMessage(ticket.Message{Text: tt.in, HTML: tt.in})
+			if m.Text != tt.want || m.HTML != tt.want {
+				t.Errorf("guest text and html of %d bytes: got %d and %d bytes ending %q, want %d ending %q",
+					len(tt.in), len(m.Text), len(m.HTML), tail(m.Text), len(tt.want), tail(tt.want))
+			}
+			if !utf8.ValidString(m.Text) {
+				t.Errorf("the cut text is not valid UTF-8")
+			}
+		})
+	}
+
+	t.Run("agents get the whole message", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, nil)
+		body := strings.Repeat("x", GuestBodyLimit+10)
+		b.backend.mu.Lock()
+		b.backend.tickets[0].Messages = []ticket.Message{{ID: 50, Text: body, HTML: body}}
+		number := b.backend.tickets[0].Number
+		b.backend.mu.Unlock()
+		path := fmt.Sprintf("/api/v1/projects/acme/tickets/%d", number)
+		for _, role := range []Role{RoleAgent, RoleGuest} {
+			m := decode(t, b.do(t, role, "GET", path))["messages"].([]any)[0].(map[string]any)
+			cut := strings.HasSuffix(m["text"].(string), GuestCutMarker) && strings.HasSuffix(m["html"].(string), GuestCutMarker)
+			if cut != (role == RoleGuest) || (role == RoleAgent && m["text"] != body) {
+				t.Errorf("%s: text of %d bytes, cut = %v; want it cut for guests only", role, len(m["text"].(string)), cut)
+			}
+		}
+	})
+}
+
+// tail is the end of s, for messages about long strings.
+func tail(s string) string { return s[max(0, len(s)-40):] }
+
+// BenchmarkGuestTicket measures GET of a ticket with one hostile message
+// through the handler, for a guest and, as the ceiling the guest's cost is
+// compared with, for an agent: the same ticket encoded with no redaction.
+// The message has 8 MB of text and 8 MB of HTML ("8MB"), or GuestBodyLimit
+// of each ("limit", the most a guest's redaction ever sees of a message).
+// Guests get GuestBodyLimit of each body, so their cost does not grow with
+// the message; the agent's does.
+//
+//	go test -run '^$' -bench GuestTicket -benchmem ./api/
+func BenchmarkGuestTicket(b *testing.B) {
+	payloads := []struct{ name, unit string }{
+		{"addresses", "a@b.c "},
+		{"nested escapes", "%2525252540"},
+		{"nested references", "&amp;amp;#64;"},
+		{"quoted-printable", "zzbob=40customer=2Etest "},
+		{"tags", "b<i>@</i>c.d "},
+		{"plain text", "lorem ipsum "},
+	}
+	for _, p := range payloads {
+		for _, size := range []struct {
+			name  string
+			bytes int
+		}{{"8MB", 8 << 20}, {"limit", GuestBodyLimit}} {
+			body := strings.Repeat(p.unit, size.bytes/len(p.unit))
+			backend := newFakeBackend()
+			backend.tickets[0].Messages = []ticket.Message{{ID: 50, Text: body, HTML: body, From: "zzbob@customer.test"}}
+			h := New(backend, []Token{
+				{Name: "viewer", Token: guestToken, Role: RoleGuest},
+				{Name: "helpdesk", Token: agentToken, Role: RoleAgent},
+			}, nil)
+			path := fmt.Sprintf("/api/v1/projects/acme/tickets/%d", backend.tickets[0].Number)
+			for _, role := range []Role{RoleAgent, RoleGuest} {
+				name := p.name + "/" + size.name + "/guest"
+				if role == RoleAgent {
+					name = p.name + "/" + size.name + "/agent-ceiling"
+				}
+				b.Run(name, func(b *testing.B) {
+					b.ReportAllocs()
+					var n int
+					for b.Loop() {
+						req := httptest.NewRequest("GET", path, nil)
+						req.Header.Set("Authorization", "Bearer "+tokenFor(role))
+						rec := httptest.NewRecorder()
+						h.ServeHTTP(rec, req)
+						if rec.Code != http.StatusOK {
+							b.Fatalf("status %d: %.200s", rec.Code, rec.Body)
+						}
+						n = rec.Body.Len()
+					}
+					b.ReportMetric(float64(n), "B/answer")
+				})
+			}
+		}
 	}
 }

@@ -211,9 +211,10 @@ func (s *server) ticket(w http.ResponseWriter, r *http.Request) error {
 
 // attachment serves the file. Agents get every attachment. A guest gets
 // 404 for an attachment of an internal message, exactly as for one that
-// does not exist, and 403 for one whose content could show addresses
-// (guestMayDownloadType and guestMayDownloadContent); the rest is served
-// as stored, under an obfuscated file name.
+// does not exist, and 403 for one whose name, type or content is not on
+// the guests' allow list (guestMayDownloadType before the content is read,
+// guestMayDownload after); the rest is served as stored, under an
+// obfuscated file name.
 func (s *server) attachment(w http.ResponseWriter, r *http.Request) error {
 	key := r.PathValue("key")
 	number, err := pathID(r, "number")
@@ -237,7 +238,7 @@ func (s *server) attachment(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return fmt.Errorf("attachment %d of %s: %w", id, ref, ErrNotFound)
 		}
-		if !guestMayDownloadType(meta.ContentType) {
+		if !guestMayDownloadType(meta.Filename, meta.ContentType) {
 			return errAgentsOnlyType
 		}
 	}
@@ -247,7 +248,7 @@ func (s *server) attachment(w http.ResponseWriter, r *http.Request) error {
 	}
 	name, ct := a.Filename, contentType(a.ContentType)
 	if guest {
-		if !guestMayDownloadType(a.ContentType) || !guestMayDownloadContent(data) {
+		if !guestMayDownload(a.Filename, a.ContentType, data) {
 			return errAgentsOnlyType
 		}
 		name = RedactText(name)

@@ -225,7 +225,6 @@ func cleanFilename(name string) string {
 	return ticket.TruncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
 }
 
-
 // setStatus closes or reopens a ticket and answers it as GET does.
 func (s *server) setStatus(status ticket.Status) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {

@@ -233,7 +233,7 @@ type Delivery struct {
 	// Participants that do not fit are left out, and so are the
 	// new_participant notifications to them.
 	MaxParticipants int
-	Reopen       bool // reopen the ticket if closed
+	Reopen          bool // reopen the ticket if closed
 	// Bouncing lists recipients of our mail that a delivery-status bounce
 	// reported failed; automatic mail to them on the ticket is suppressed
 	// until BouncingUntil.

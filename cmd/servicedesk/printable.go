@@ -72,9 +72,11 @@ func isBidiControl(r rune) bool {
 }
 
 // jsonForTerminal escapes in encoded JSON what encoding/json leaves raw
-// but a terminal may obey: DEL and the C1 controls U+0080 to U+009F (it
-// escapes C0 and U+2028/U+2029 itself). They can only stand inside
-// strings, where \u escapes mean the same: the data is unchanged.
+// but a terminal may obey: DEL, the C1 controls U+0080 to U+009F and the
+// bidi controls (isBidiControl: U+202A to U+202E, U+2066 to U+2069,
+// U+200E, U+200F, U+061C), which reorder what the operator reads
+// (encoding/json escapes C0 and U+2028/U+2029 itself). They can only stand
+// inside strings, where \u escapes mean the same: the data is unchanged.
 func jsonForTerminal(b []byte) []byte {
 	if bytes.IndexFunc(b, isRawTerminalControl) < 0 {
 		return b
@@ -91,4 +93,6 @@ func jsonForTerminal(b []byte) []byte {
 	return out.Bytes()
 }
 
-func isRawTerminalControl(r rune) bool { return r == 0x7f || (r >= 0x80 && r <= 0x9f) }
+func isRawTerminalControl(r rune) bool {
+	return r == 0x7f || (r >= 0x80 && r <= 0x9f) || isBidiControl(r)
+}

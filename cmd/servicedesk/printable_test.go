@@ -130,23 +130,42 @@ func TestPrintersCannotBeForged(t *testing.T) {
 }
 
 // TestJSONOutputIsEscaped checks --json: encoding/json escapes C0 controls
-// and U+2028/U+2029, printJSON escapes DEL and C1 as well, and the data
-// read back is the data written (bidi characters included).
+// and U+2028/U+2029, printJSON escapes DEL, C1 and the bidi controls as
+// well, and the data read back is the data written (bidi characters
+// included).
 func TestJSONOutputIsEscaped(t *testing.T) {
 	t.Parallel()
-	in := map[string]string{"subject": forged + "\u2028\u2029\x7f\u009b\u0085"}
-	var out bytes.Buffer
-	c := &cli{stdout: &out}
-	if err := c.printJSON(in); err != nil {
-		t.Fatal(err)
+	tests := []struct{ name, in, escaped string }{
+		{"forged row, colour and override", forged, `\u202e`},
+		{"line and paragraph separators", "a\u2028b\u2029c", `\u2028`},
+		{"DEL and C1", "a\x7fb\u009bc\u0085", `\u009b`},
+		{"right-to-left override in a file name", "invoice\u202Egpj.exe", `invoice\u202egpj.exe`},
+		{"embeddings and pop", "\u202A\u202B\u202C\u202D", `\u202a\u202b\u202c\u202d`},
+		{"isolates", "\u2066\u2067\u2068\u2069", `\u2066\u2067\u2068\u2069`},
+		{"marks", "\u200E\u200F\u061C", `\u200e\u200f\u061c`},
+		{"other text stays raw", "Café – 打印机 \u200b", "Café – 打印机 \u200b"},
 	}
-	for _, r := range out.String() {
-		if r == '\x1b' || r == '\r' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029' {
-			t.Fatalf("--json output holds %U raw:\n%q", r, out.String())
-		}
-	}
-	var back map[string]string
-	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back["subject"] != in["subject"] {
-		t.Fatalf("--json output reads back as %q, %v; want %q", back["subject"], err, in["subject"])
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			in := map[string]string{"subject": tt.in}
+			var out bytes.Buffer
+			c := &cli{stdout: &out}
+			if err := c.printJSON(in); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range out.String() {
+				if r == '\x1b' || r == '\r' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029' || isBidiControl(r) {
+					t.Fatalf("--json output holds %U raw:\n%q", r, out.String())
+				}
+			}
+			if !strings.Contains(out.String(), tt.escaped) {
+				t.Errorf("--json output %q lacks %q", out.String(), tt.escaped)
+			}
+			var back map[string]string
+			if err := json.Unmarshal(out.Bytes(), &back); err != nil || back["subject"] != in["subject"] {
+				t.Fatalf("--json output reads back as %q, %v; want %q", back["subject"], err, in["subject"])
+			}
+		})
 	}
 }
