@@ -3,6 +3,7 @@
 # configuration touched: Dovecot (IMAP, IMAPS, LMTP) and OpenSMTPD (SMTP,
 # delivering every domain to Dovecot over LMTP), all state under DIR.
 #
+#   bash deploy/mailstack.sh install             install what is missing (idempotent, under a lock)
 #   bash deploy/mailstack.sh up DIR              start (idempotent), print the ports
 #   bash deploy/mailstack.sh adduser DIR ADDR PASS
 #   bash deploy/mailstack.sh addsmtpuser DIR USER PASS   SMTP AUTH credentials (no mailbox use)
@@ -47,19 +48,46 @@ log() { printf 'mailstack: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 usage() { die "usage: $0 up DIR | down DIR | stopsmtp DIR | adduser DIR ADDR PASS | addsmtpuser DIR USER PASS"; }
 
+# installed: every binary, module, user and group the stack needs is there.
+# Debian's postinst creates the users and groups after it unpacks the
+# binaries, so "dovecot is on PATH" alone is not "installed".
+installed() {
+  local bin st
+  for bin in dovecot smtpd openssl unshare flock; do
+    command -v "$bin" >/dev/null || return 1
+  done
+  for bin in imap lmtp submission; do
+    [ -x "/usr/lib/dovecot/$bin" ] || return 1
+  done
+  getent group dovecot >/dev/null && getent passwd dovenull >/dev/null &&
+    getent passwd opensmtpd >/dev/null && getent passwd opensmtpq >/dev/null || return 1
+  # Every package configured to the end (its postinst has run).
+  st=$(dpkg-query -W -f='${db:Status-Abbrev}\n' dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd 2>/dev/null) || return 1
+  ! grep -qv '^ii' <<<"$st"
+}
+
+# install_lock is the one lock every installer of this project takes
+# (deploy/services.sh too): apt-get run twice at once fails on dpkg's lock,
+# and a test must not start a half-configured package.
+install_lock=/var/lock/servicedesk-install.lock
+
+# ensure_installed installs what is missing, once, under install_lock:
+# callers that race wait for the first, then find everything installed.
 ensure_installed() {
-  local missing=()
-  command -v dovecot >/dev/null || missing+=(dovecot-imapd dovecot-lmtpd)
-  [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
-  [ -x /usr/lib/dovecot/submission ] || missing+=(dovecot-submissiond)
-  command -v smtpd >/dev/null || missing+=(opensmtpd)
-  command -v openssl >/dev/null || missing+=(openssl)
-  command -v unshare >/dev/null || missing+=(util-linux)
-  [ ${#missing[@]} -eq 0 ] && return
-  log "apt-get update"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  installed && return 0
+  mkdir -p "$(dirname "$install_lock")"
+  exec 9>"$install_lock"
+  flock 9
+  if ! installed; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    log "installing dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd openssl util-linux"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd openssl util-linux >/dev/null
+    installed || die "installed the mail stack's packages, but they are not complete (users, groups, modules)"
+  fi
+  flock -u 9
+  exec 9>&-
 }
 
 # alive PIDFILE: the process named in PIDFILE runs and is ours (its command
@@ -283,6 +311,13 @@ down() { # dir
 }
 
 cmd=${1:-}
+if [ "$cmd" = install ]; then
+  # Install only: deploy/test.sh runs this once before any test starts a
+  # stack, so that tests only start.
+  ensure_installed
+  log "installed"
+  exit 0
+fi
 dir=${2:-}
 [ -n "$dir" ] || usage
 stackdir=$(cd "$dir" 2>/dev/null && pwd || printf '%s' "$dir")

@@ -6,14 +6,20 @@ set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
 apt_updated=
+# apt_install takes the lock deploy/mailstack.sh takes: two installers at
+# once would fail on dpkg's own lock.
 apt_install() {
-  if [ -z "$apt_updated" ]; then
-    log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    apt_updated=1
-  fi
-  log "installing $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  mkdir -p /var/lock
+  (
+    flock 9
+    if [ -z "$apt_updated" ]; then
+      log "apt-get update"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    fi
+    log "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  ) 9>/var/lock/servicedesk-install.lock
+  apt_updated=1
 }
 
 wait_for() { # name, command...

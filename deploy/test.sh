@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: starts what the tests need
-# (Redis, PostgreSQL; Dovecot and OpenSMTPD are started per test package by
-# internal/mailstack through deploy/mailstack.sh), then vets and tests
-# everything on SQLite and PostgreSQL against the real servers.
+# The whole test suite, from a fresh clone: installs and starts what the
+# tests need, once, before any test runs (Redis, PostgreSQL, Chromium;
+# Dovecot and OpenSMTPD installed here, then started per test package by
+# internal/mailstack through deploy/mailstack.sh), checks that a second
+# set-up finds everything in place, then vets and tests everything on
+# SQLite and PostgreSQL against the real servers, and fuzzes the ingest
+# decision for 30 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "export $(bash deploy/services.sh | tail -1)"
+bash deploy/mailstack.sh install
+
+echo "== set-up is idempotent"
+# A second run must find everything installed and running: no apt-get, no
+# start. Test packages run in parallel and each starts its own mail stack;
+# nothing may be left for them to install.
+again=$({ bash deploy/services.sh >/dev/null && bash deploy/mailstack.sh install; } 2>&1)
+if grep -Eq 'apt-get|installing|starting' <<<"$again"; then
+  printf 'set-up is not idempotent; a second run did:\n%s\n' "$again" >&2
+  exit 1
+fi
+
 export CGO_ENABLED=0
 echo "== go vet"
 go vet ./...
 echo "== go test"
+set +e
 go test -count=1 -timeout 25m -p 2 ./... 2>&1 | tee /tmp/servicedesk-test.log
 status=${PIPESTATUS[0]}
 echo "== go test -fuzz FuzzIngest (30s)"
-fuzz=0
-go test -run '^$' -fuzz '^FuzzIngest$' -fuzztime 30s ./ingest || fuzz=$?
+go test -run '^$' -fuzz '^FuzzIngest$' -fuzztime 30s ./ingest
+fuzz=$?
+set -e
 if [ "$fuzz" -ne 0 ] && [ "$status" -eq 0 ]; then status=$fuzz; fi
 passed=$(grep -c '^ok ' /tmp/servicedesk-test.log || true)
 failed=$(grep -c $'^FAIL\t' /tmp/servicedesk-test.log || true)
