@@ -129,6 +129,86 @@ func hostileCorpus() []hostileMessage {
 		}
 		b.WriteString("--p--\r\n")
 	})
+	// The same 100,000 and 200,000 parts, every delimiter after the first
+	// written "X--b": enmime finds a delimiter one byte into a line too.
+	for _, n := range []int{100000, 200000} {
+		add(fmt.Sprintf("x-parts-%d", n), func(b *bytes.Buffer) {
+			b.WriteString(hostileHead + "Subject: x parts bomb\r\nMessage-ID: <xparts@evil.test>\r\n" +
+				"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\npart 0\r\n")
+			for i := 1; i < n; i++ {
+				fmt.Fprintf(b, "X--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n", i)
+			}
+			b.WriteString("--b--\r\n")
+		})
+	}
+	// 100,000 parts whose delimiters enmime finds after a bare carriage
+	// return: the line after one holding "\rX--b " is read anywhere.
+	add("bare-cr-parts-100000", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: bare CR parts bomb\r\nMessage-ID: <crparts@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\npart 0\r\n")
+		for i := 1; i < 100000; i++ {
+			fmt.Fprintf(b, "a\rX--b \r\nZ --b \r\nContent-Type: text/plain\r\n\r\npart %d\r\n", i)
+		}
+		b.WriteString("--b--\r\n")
+	})
+	// depth-5000 with "X--" delimiters.
+	add("x-depth-5000", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: x depth bomb\r\nMessage-ID: <xdepth@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"d0\"\r\n\r\n")
+		const depth = 5000
+		for i := 1; i < depth; i++ {
+			pre := "X"
+			if i == 1 {
+				pre = ""
+			}
+			fmt.Fprintf(b, "%s--d%d\r\nContent-Type: multipart/mixed; boundary=\"d%d\"\r\n\r\n", pre, i-1, i)
+		}
+		fmt.Fprintf(b, "X--d%d\r\nContent-Type: text/plain\r\n\r\nthe innermost text\r\n", depth-1)
+		for i := depth - 1; i >= 0; i-- {
+			fmt.Fprintf(b, "--d%d--\r\n", i)
+		}
+	})
+	// An embedded message/rfc822 whose header is 256 KiB of empty fields.
+	add("rfc822-header-256KB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: embedded header bomb\r\nMessage-ID: <embedded@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n" +
+			"--b\r\nContent-Type: message/rfc822\r\n\r\n")
+		for range (256 << 10) / 3 {
+			b.WriteString("A:\n")
+		}
+		b.WriteString("\r\n\r\nx\r\n--b--\r\n")
+	})
+	// A 24 MB header block of empty fields, 4 bytes each.
+	add("header-fields-24MB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: tiny fields\r\nMessage-ID: <tiny@evil.test>\r\n")
+		for range (24 << 20) / 4 {
+			b.WriteString("A:\r\n")
+		}
+		b.WriteString("\r\nbody\r\n")
+	})
+	// 20 header fields with 1 MB names and 70 KB values.
+	add("header-names-1MB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: long names\r\nMessage-ID: <names@evil.test>\r\n")
+		for i := range 20 {
+			fmt.Fprintf(b, "X-%d%s: %s\r\n", i, strings.Repeat("N", 1<<20), strings.Repeat("v", 70000))
+		}
+		b.WriteString("\r\nbody\r\n")
+	})
+	// 24 MB of "<p>", an HTML body without a text/plain one.
+	add("html-tags-24MB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: html bomb\r\nMessage-ID: <html@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n")
+		b.WriteString(strings.Repeat("<p>", (24<<20)/3))
+	})
+	// Within the limits: a 20 MB HTML table, a report mailed as HTML only.
+	add("html-table-20MB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: report\r\nMessage-ID: <table@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><table>\r\n")
+		for b.Len() < 20<<20 {
+			b.WriteString("<tr><td>12345</td><td>Widget blue</td><td>3.50</td></tr>\r\n")
+		}
+		b.WriteString("</table></body></html>\r\n")
+	})
 	return out
 }
 

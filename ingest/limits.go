@@ -1,15 +1,18 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"net/textproto"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
+	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/mediatype"
 )
 
@@ -102,13 +105,38 @@ func (l Limits) WithDefaults() Limits {
 // long again.
 var ErrParseDeadline = errors.New("parse exceeded its deadline")
 
-// maxCuts bounds Mail.Cuts.
-const maxCuts = 20
+// maxCuts and maxCutBytes bound Mail.Cuts: at most 20 notes of at most
+// 2 KiB in all, so that the ledger reason they go into stays a line.
+const (
+	maxCuts     = 20
+	maxCutBytes = 2 << 10
+)
 
 func (m *Mail) cut(format string, args ...any) {
-	if len(m.Cuts) < maxCuts {
-		m.Cuts = append(m.Cuts, fmt.Sprintf(format, args...))
+	if len(m.Cuts) >= maxCuts {
+		return
 	}
+	note := fmt.Sprintf(format, args...)
+	used := 0
+	for _, c := range m.Cuts {
+		used += len(c)
+	}
+	if used+len(note) > maxCutBytes {
+		return
+	}
+	m.Cuts = append(m.Cuts, note)
+}
+
+// maxNoteName is how much of a header name a note quotes.
+const maxNoteName = 40
+
+// noteName is a header name as a cut note or warning quotes it.
+func noteName(name string) string {
+	name = strings.ToValidUTF8(name, "?")
+	if len(name) <= maxNoteName {
+		return name
+	}
+	return name[:maxNoteName] + "…"
 }
 
 // checkEvery is how many lines the pre-scan reads between two looks at
@@ -158,6 +186,15 @@ func kindOf(name string) listKind {
 	return listNone
 }
 
+// listKinds is kindOf as a map, for lookups by a []byte name.
+var listKinds = func() map[string]listKind {
+	m := map[string]listKind{}
+	for _, name := range listFields {
+		m[name] = kindOf(name)
+	}
+	return m
+}()
+
 // listFields are the fields whose entries are counted, in the order
 // their cuts are noted.
 var listFields = append([]string{"References", "In-Reply-To", "To", "Cc", "Reply-To", "X-Failed-Recipients"}, forwardHeaders...)
@@ -180,11 +217,31 @@ var readFields = map[string]bool{
 
 // rawField is a header field as read: the raw byte ranges of its lines
 // (line endings included; more than one range only when a dropped line
-// sits between its lines) and the size of its unfolded value.
+// sits between its lines) and the size of its unfolded value. The
+// pre-scan reuses one rawField for every field line; name is set only
+// for a field that is kept or counted.
 type rawField struct {
-	name  string // canonical
+	key   []byte // canonical name
+	name  string // canonical, once needed
 	spans [][2]int
 	size  int
+}
+
+// maxSpans bounds the ranges of one field: a continuation line after more
+// dropped lines than this is dropped too.
+const maxSpans = 64
+
+// maxNameBytes is the longest header name read: RFC 5322 recommends lines
+// of at most 78 characters, so a longer name is no header field but a
+// malformed line.
+const maxNameBytes = 76
+
+func (f *rawField) rawSize() int {
+	n := 0
+	for _, sp := range f.spans {
+		n += sp[1] - sp[0]
+	}
+	return n
 }
 
 // chunks calls fn with the unfolded value of f piece by piece: the first
@@ -237,21 +294,96 @@ type listCount struct {
 	kept, total int
 }
 
+// headerKeep is what scanHeader has kept so far.
+type headerKeep struct {
+	block    bytes.Buffer
+	fields   []field
+	keptRead map[string]bool
+	counts   map[string]*listCount
+	over     bool // past HeaderBytes
+	dropped  int  // fields dropped past HeaderBytes
+	droppedB int
+}
+
+// count is the list count of the field named key.
+func (k *headerKeep) count(key []byte) *listCount {
+	c := k.counts[string(key)]
+	if c == nil {
+		c = &listCount{}
+		k.counts[string(key)] = c
+	}
+	return c
+}
+
+// fieldName reports whether content starts a header field and returns its
+// name: 1 to maxNameBytes printable ASCII characters but the colon, then a
+// colon. long reports a name that is too long.
+func fieldName(content []byte) (name []byte, long bool) {
+	for i, c := range content {
+		switch {
+		case c == ':':
+			if i == 0 {
+				return nil, false
+			}
+			return content[:i], false
+		case c < '!' || c > '~':
+			return nil, false
+		case i >= maxNameBytes:
+			return nil, true
+		}
+	}
+	return nil, false
+}
+
+// canonicalKey writes the canonical form of a header name to dst, as
+// textproto.CanonicalMIMEHeaderKey would give it, without allocating.
+func canonicalKey(dst, name []byte) []byte {
+	dst = append(dst[:0], name...)
+	for _, c := range dst {
+		if !isTokenByte(c) {
+			return dst // returned as it is, like textproto
+		}
+	}
+	upper := true
+	for i, c := range dst {
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			dst[i] = c - ('a' - 'A')
+		case !upper && 'A' <= c && c <= 'Z':
+			dst[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return dst
+}
+
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
 // scanHeader reads the top-level header block leniently and within the
-// limits. A leading mbox "From " line, continuation lines before any
-// field and lines that are not fields are dropped with a warning.
+// limits, in one pass that holds one field at a time: past HeaderBytes a
+// field is only counted, unless it is the first of a field the desk
+// reads. A leading mbox "From " line, continuation lines before any
+// field, lines that are not fields and names over maxNameBytes are
+// dropped with a warning.
 func (s *prescan) scanHeader(raw []byte) (headerScan, error) {
 	var (
-		h         headerScan
-		fields    []rawField
+		cur       rawField
+		have      bool // cur holds a field
 		first     = true
 		pos       = 0
 		hdrBytes  = 0
-		blankLine = []byte("\r\n")
+		k         = headerKeep{keptRead: map[string]bool{}, counts: map[string]*listCount{}}
+		longNames int
 	)
 	for pos < len(raw) {
 		if err := s.tick(); err != nil {
-			return h, err
+			return headerScan{}, err
 		}
 		end := len(raw)
 		if i := bytes.IndexByte(raw[pos:], '\n'); i >= 0 {
@@ -263,85 +395,60 @@ func (s *prescan) scanHeader(raw []byte) (headerScan, error) {
 		pos = end
 		hdrBytes += len(line)
 		if len(content) == 0 {
-			blankLine = line
 			break
 		}
-		switch {
-		case first && bytes.HasPrefix(content, []byte("From ")):
+		if first && bytes.HasPrefix(content, []byte("From ")) {
 			s.m.warn("dropped mbox From_ line")
-		case content[0] == ' ' || content[0] == '\t':
-			if len(fields) == 0 {
-				s.m.warn("dropped continuation line before any header")
-				break
-			}
-			f := &fields[len(fields)-1]
-			if last := &f.spans[len(f.spans)-1]; last[1] == start {
-				last[1] = end
-			} else {
-				f.spans = append(f.spans, [2]int{start, end})
-			}
-			f.size += len(content)
-		case headerName.Match(content):
-			name, value, _ := bytes.Cut(content, []byte(":"))
-			fields = append(fields, rawField{
-				name:  textproto.CanonicalMIMEHeaderKey(string(name)),
-				spans: [][2]int{{start, end}},
-				size:  len(bytes.TrimLeft(value, " \t")),
-			})
-		default:
-			if len(fields) == 0 && first {
-				s.m.warn("message has no header block")
-				return headerScan{body: raw, none: true}, nil
-			}
-			s.m.warn("dropped malformed header line %q", truncate(string(content), 40))
-		}
-		first = false
-	}
-	h.body = raw[pos:]
-
-	var (
-		block    bytes.Buffer
-		dropped  int
-		droppedB int
-		keptRead = map[string]bool{}
-		counts   = map[string]*listCount{}
-		over     bool
-	)
-	for i := range fields {
-		f := &fields[i]
-		value, line, cut := s.cutField(raw, f, counts)
-		if line == nil && cut { // nothing of it is kept
+			first = false
 			continue
 		}
-		size := len(line)
-		if !cut {
-			for _, sp := range f.spans {
-				size += sp[1] - sp[0]
+		if content[0] == ' ' || content[0] == '\t' {
+			first = false
+			switch last := len(cur.spans) - 1; {
+			case !have:
+				s.m.warn("dropped continuation line before any header")
+			case cur.spans[last][1] == start:
+				cur.spans[last][1] = end
+				cur.size += len(content)
+			case len(cur.spans) < maxSpans:
+				cur.spans = append(cur.spans, [2]int{start, end})
+				cur.size += len(content)
+			default:
+				s.m.warn("dropped continuation line of %s past %d dropped lines", noteName(string(cur.key)), maxSpans)
 			}
+			continue
 		}
-		if over || block.Len()+size > s.lim.HeaderBytes {
-			over = true
-			if !readFields[f.name] || keptRead[f.name] {
-				dropped++
-				droppedB += size
-				continue
+		name, long := fieldName(content)
+		if name == nil {
+			if first && !have && !long {
+				s.m.warn("message has no header block")
+				// An empty header for enmime, lest it read the body as one.
+				return headerScan{body: raw, block: []byte("\r\n"), none: true}, nil
 			}
+			first = false
+			if long {
+				longNames++
+				s.m.warn("dropped header line with a name over %d bytes: %q", maxNameBytes, truncate(string(content), 40))
+			} else {
+				s.m.warn("dropped malformed header line %q", truncate(string(content), 40))
+			}
+			continue
 		}
-		keptRead[f.name] = true
-		if cut {
-			block.Write(line)
-		} else {
-			for _, sp := range f.spans {
-				block.Write(raw[sp[0]:sp[1]])
-			}
-			if !bytes.HasSuffix(block.Bytes(), []byte("\n")) {
-				block.WriteString("\r\n")
-			}
+		first = false
+		if have {
+			s.keepField(raw, &cur, &k)
 		}
-		h.fields = append(h.fields, field{name: f.name, value: value})
+		have = true
+		cur.key = canonicalKey(cur.key, name)
+		cur.name = ""
+		cur.spans = append(cur.spans[:0], [2]int{start, end})
+		cur.size = len(bytes.TrimLeft(content[len(name)+1:], " \t"))
+	}
+	if have {
+		s.keepField(raw, &cur, &k)
 	}
 	for _, name := range listFields {
-		if c := counts[name]; c != nil && c.kept < c.total {
+		if c := k.counts[name]; c != nil && c.kept < c.total {
 			what := "addresses"
 			if kindOf(name) == listIDs {
 				what = "entries"
@@ -349,13 +456,59 @@ func (s *prescan) scanHeader(raw []byte) (headerScan, error) {
 			s.m.cut("%s: kept %d of %d %s", name, c.kept, c.total, what)
 		}
 	}
-	if dropped > 0 {
-		s.m.cut("header block: kept %d of %d bytes, dropped %d fields (%d bytes) past %d bytes",
-			block.Len(), hdrBytes, dropped, droppedB, s.lim.HeaderBytes)
+	if longNames > 0 {
+		s.m.cut("header block: dropped %d lines whose name is over %d bytes", longNames, maxNameBytes)
 	}
-	block.Write(blankLine)
-	h.block = block.Bytes()
-	return h, nil
+	if k.dropped > 0 {
+		s.m.cut("header block: kept %d of %d bytes, dropped %d fields (%d bytes) past %d bytes",
+			k.block.Len(), hdrBytes, k.dropped, k.droppedB, s.lim.HeaderBytes)
+	}
+	k.block.WriteString("\r\n") // the blank line as enmime reads it, whatever it was
+	return headerScan{fields: k.fields, body: raw[pos:], block: k.block.Bytes()}, nil
+}
+
+// keepField applies the limits to one field read and keeps it or counts
+// it as dropped.
+func (s *prescan) keepField(raw []byte, f *rawField, k *headerKeep) {
+	if k.over && (!readFields[string(f.key)] || k.keptRead[string(f.key)]) {
+		// Past HeaderBytes: counted only, without a copy.
+		if kind := listKinds[string(f.key)]; kind != listNone {
+			total, _, _, _ := countEntries(raw, f, kind, 0, 0)
+			k.count(f.key).total += total
+		}
+		k.dropped++
+		k.droppedB += f.rawSize()
+		return
+	}
+	f.name = string(f.key)
+	value, line, cut := s.cutField(raw, f, k.counts)
+	if line == nil && cut { // nothing of it is kept
+		return
+	}
+	size := len(line)
+	if !cut {
+		size = f.rawSize()
+	}
+	if k.over || k.block.Len()+size > s.lim.HeaderBytes {
+		k.over = true
+		if !readFields[f.name] || k.keptRead[f.name] {
+			k.dropped++
+			k.droppedB += size
+			return
+		}
+	}
+	k.keptRead[f.name] = true
+	if cut {
+		k.block.Write(line)
+	} else {
+		for _, sp := range f.spans {
+			k.block.Write(raw[sp[0]:sp[1]])
+		}
+		if !bytes.HasSuffix(k.block.Bytes(), []byte("\n")) {
+			k.block.WriteString("\r\n")
+		}
+	}
+	k.fields = append(k.fields, field{name: f.name, value: value})
 }
 
 // cutField applies the list and size limits to one field. It returns the
@@ -393,7 +546,7 @@ func (s *prescan) cutField(raw []byte, f *rawField, counts map[string]*listCount
 		if f.name == "Subject" {
 			s.subjectSize = f.size
 		} else {
-			defer func() { s.m.cut("%s: kept %d of %d bytes", f.name, len(value), f.size) }()
+			defer func() { s.m.cut("%s: kept %d of %d bytes", noteName(f.name), len(value), f.size) }()
 		}
 	}
 	if keep == f.size {
@@ -534,17 +687,38 @@ func countEntries(raw []byte, f *rawField, kind listKind, limit, maxBytes int) (
 	return total, kept, end, group
 }
 
+// openBoundary is a multipart boundary that may be open for enmime.
+type openBoundary struct {
+	delim []byte // "--" + boundary
+	term  []byte // "--" + boundary + "--"
+	depth int    // the deepest the multiparts with this boundary may nest
+}
+
 // scanBody bounds the MIME structure of the body: at most Parts parts,
-// multiparts nested at most Depth deep, part headers at most HeaderBytes.
-// It mirrors how enmime reads boundaries: a part whose Content-Type has a
-// boundary parameter and is not text/plain or text/html is a multipart,
-// and a delimiter line of an outer multipart ends every inner one. The
-// body comes back as it is when nothing was cut.
-func (s *prescan) scanBody(body []byte, boundary string) ([]byte, error) {
-	type level struct{ delim []byte } // "--" + boundary
+// multiparts nested at most Depth deep, part headers at most HeaderBytes,
+// at most NestedBytes of work.
+//
+// It never counts fewer parts than enmime reads, whatever the bytes:
+// enmime (boundary.go) starts a part at any line in which the first
+// "--boundary" is followed by white space and "--boundary--" does not
+// occur, wherever in the line, and it finds those lines after any
+// carriage return or line feed, not only at a line start. So the pre-scan
+// counts every line holding "--boundary" and white space for any boundary
+// that may be open, reads what follows as a part header, and closes a
+// multipart only where enmime surely does: at a line that starts with its
+// "--boundary--". Part headers are read as enmime reads them
+// (enmime.ReadHeader), every Content-Type of them. The body comes back as
+// it is when nothing was cut.
+func (s *prescan) scanBody(body []byte, tops []string) ([]byte, error) {
+	const (
+		inContent = iota
+		inHeader
+		skipping // a dropped part, until the next delimiter line
+	)
 	var (
-		stack      = []level{{delim: []byte("--" + boundary)}}
-		out        [][2]int // kept ranges of body
+		open       []openBoundary
+		maxDepth   int // of open
+		out        [][2]int
 		parts      int
 		tooDeep    int
 		bigHeaders int
@@ -552,11 +726,12 @@ func (s *prescan) scanBody(body []byte, boundary string) ([]byte, error) {
 		overWork   bool // NestedBytes ran out
 		work       int  // bytes times their depth, so far
 		dropMore   int  // parts seen after cutAt
-		skipping   bool // inside a dropped part, until a delimiter of the stack
-		inHeader   bool // reading a part header
-		preamble   = true
-		partStart  int // start of the delimiter line of the part whose header is read
-		hdr        []byte
+		mode       = inContent
+		partStart  int  // start of the delimiter line of the part whose header is read
+		hdrStart   int  // start of its header lines
+		hdrDepth   int  // the deepest multipart its delimiter lines may belong to
+		boundaryIn bool // its header mentions a boundary
+		done       bool // the top-level multipart is closed: the rest is its epilogue
 		pos        int
 	)
 	emit := func(a, b int) {
@@ -569,29 +744,71 @@ func (s *prescan) scanBody(body []byte, boundary string) ([]byte, error) {
 		}
 		out = append(out, [2]int{a, b})
 	}
-	// match finds the outermost multipart whose delimiter (or
-	// terminator) the line is.
-	match := func(line []byte, anywhere bool) (k int, term bool) {
-		for k, l := range stack {
-			i := 0
-			if anywhere && k == len(stack)-1 {
-				if i = bytes.Index(line, l.delim); i < 0 {
-					continue
+	setMax := func() {
+		maxDepth = 0
+		for _, o := range open {
+			maxDepth = max(maxDepth, o.depth)
+		}
+	}
+	// add opens the multiparts in bs at depth; false if they would be
+	// too deep or too many.
+	add := func(bs []string, depth int) bool {
+		if depth > s.lim.Depth {
+			return false
+		}
+		n := len(open)
+	next:
+		for _, b := range bs {
+			for i := range open {
+				if string(open[i].delim[2:]) == b {
+					open[i].depth = max(open[i].depth, depth)
+					continue next
 				}
-			} else if !bytes.HasPrefix(line, l.delim) {
-				continue
 			}
-			rest := line[i+len(l.delim):]
-			if bytes.HasPrefix(rest, []byte("--")) {
-				return k, true
+			if len(open) >= s.lim.Depth {
+				open = open[:n]
+				return false
 			}
-			if len(rest) > 0 && isSpace(rest[0]) {
-				return k, false
+			open = append(open, openBoundary{delim: []byte("--" + b), term: []byte("--" + b + "--"), depth: depth})
+		}
+		setMax()
+		return true
+	}
+	add(tops, 1)
+	// delimiter reports whether enmime may start a part at line, and the
+	// deepest open multipart whose part it may be.
+	delimiter := func(line []byte) (bool, int) {
+		if !bytes.Contains(line, []byte("--")) {
+			return false, 0
+		}
+		found, depth := false, 0
+		for _, o := range open {
+			if isDelimiterLine(line, o.delim, o.term) {
+				found, depth = true, max(depth, o.depth)
 			}
 		}
-		return -1, false
+		return found, depth
 	}
-	for pos < len(body) {
+	// closes removes the multiparts that line surely closes: it starts
+	// with their "--boundary--". It reports whether the top-level
+	// multipart, always open for enmime, is among them.
+	closes := func(line []byte) (top bool) {
+		if !bytes.HasPrefix(line, []byte("--")) {
+			return false
+		}
+		kept := open[:0]
+		for _, o := range open {
+			if bytes.HasPrefix(line, o.term) {
+				top = top || isTop(o.delim, tops)
+				continue
+			}
+			kept = append(kept, o)
+		}
+		open = kept
+		setMax()
+		return top
+	}
+	for pos < len(body) && !done {
 		if err := s.tick(); err != nil {
 			return nil, err
 		}
@@ -603,90 +820,89 @@ func (s *prescan) scanBody(body []byte, boundary string) ([]byte, error) {
 		line := body[start:end]
 		pos = end
 
-		k := -1
-		term := false
-		if len(line) >= 2 && (line[0] == '-' || preamble) {
-			k, term = match(line, preamble)
-		}
+		isDelim, depth := delimiter(line)
 		if cutAt >= 0 { // counting what is dropped
-			if k >= 0 {
-				stack = stack[:k+1]
-				if term {
-					stack = stack[:k]
-					if len(stack) == 0 {
-						break
-					}
-				} else {
-					dropMore++
-				}
+			if isDelim {
+				dropMore++
+			} else if startsTopTerm(line, tops) {
+				break
 			}
 			continue
 		}
-		if k < 0 && !skipping {
-			if work += len(line) * len(stack); work > s.lim.NestedBytes {
-				cutAt, overWork = start, true
-				if inHeader {
+		if isDelim {
+			parts++
+			if parts > s.lim.Parts {
+				cutAt, dropMore = start, 1
+				if mode == inHeader {
 					cutAt = partStart
 				}
 				continue
 			}
 		}
-		if k < 0 {
-			switch {
-			case skipping:
-			case inHeader:
-				if len(bytes.TrimRight(line, "\r\n")) > 0 {
-					hdr = append(hdr, line...)
-					if len(hdr) > s.lim.HeaderBytes {
-						bigHeaders++
-						inHeader, skipping, hdr = false, true, hdr[:0]
-					}
+		switch mode {
+		case inContent, skipping:
+			if isDelim {
+				// A new part; a line that is also a terminator closes
+				// nothing here, to be safe.
+				mode, partStart, hdrStart, hdrDepth, boundaryIn = inHeader, start, end, depth, false
+				continue
+			}
+			if bytes.HasPrefix(line, []byte("--")) && hasTerm(line, open) {
+				if closes(line) {
+					emit(start, len(body)) // the epilogue is kept as it is
+					done = true
 					continue
 				}
-				inHeader = false
-				if b, ok := multipartBoundary(hdr); ok {
-					if len(stack) >= s.lim.Depth {
+				emit(start, end)
+				mode = inContent
+				continue
+			}
+			if mode == skipping {
+				continue
+			}
+			if work += len(line) * maxDepth; work > s.lim.NestedBytes {
+				cutAt, overWork = start, true
+				continue
+			}
+			emit(start, end)
+		case inHeader:
+			if string(line) == "\r\n" || string(line) == "\n" {
+				// The header is complete: what it declares opens.
+				if boundaryIn {
+					bs := partBoundaries(body[hdrStart:end])
+					if len(bs) > 0 && !add(bs, hdrDepth+1) {
 						tooDeep++
-						skipping = true
+						mode = skipping
 						continue
 					}
-					stack = append(stack, level{delim: []byte("--" + b)})
-					preamble = true
 				}
 				emit(partStart, end)
-			default:
-				emit(start, end)
+				mode = inContent
+				continue
 			}
-			continue
-		}
-		// A delimiter or terminator of multipart k ends every part and
-		// multipart inside it.
-		if inHeader {
-			emit(partStart, start) // a header without its blank line: a leaf
-			inHeader = false
-		}
-		skipping = false
-		preamble = false
-		stack = stack[:k+1]
-		if term {
-			stack = stack[:k]
-			emit(start, end)
-			if len(stack) == 0 { // the epilogue is kept as it is
-				emit(end, len(body))
-				break
+			if isDelim {
+				// enmime may start the part here as well as at the line
+				// that began the header: one header read both ways.
+				hdrDepth = max(hdrDepth, depth)
+			} else if startsTopTerm(line, tops) {
+				emit(partStart, len(body)) // enmime is done here
+				done = true
+				continue
 			}
-			continue
+			if work += len(line) * maxDepth; work > s.lim.NestedBytes {
+				cutAt, overWork = partStart, true
+				continue
+			}
+			if end-hdrStart > s.lim.HeaderBytes {
+				bigHeaders++
+				mode = skipping
+				continue
+			}
+			boundaryIn = boundaryIn || containsFold(line, "boundary")
 		}
-		parts++
-		if parts > s.lim.Parts {
-			cutAt = start
-			dropMore = 1
-			continue
-		}
-		inHeader, partStart, hdr = true, start, hdr[:0]
 	}
-	if inHeader {
-		emit(partStart, len(body))
+	if mode == inHeader && cutAt < 0 && !done {
+		emit(partStart, len(body)) // a header without its blank line: a leaf
 	}
 	if tooDeep > 0 {
 		s.m.cut("MIME: dropped %d multipart parts nested deeper than %d levels", tooDeep, s.lim.Depth)
@@ -711,81 +927,115 @@ func (s *prescan) scanBody(body []byte, boundary string) ([]byte, error) {
 		if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
 			b.WriteString("\r\n")
 		}
-		for i := len(stack) - 1; i >= 0; i-- {
-			b.Write(stack[i].delim)
-			b.WriteString("--\r\n")
+		// Close the open multiparts, deepest first, with lines that start
+		// no part.
+		slices.SortStableFunc(open, func(a, b openBoundary) int { return b.depth - a.depth })
+		for _, o := range open {
+			line := append(append([]byte(nil), o.term...), "\r\n"...)
+			if ok, _ := delimiter(line); !ok {
+				b.Write(line)
+			}
 		}
 	}
 	return b.Bytes(), nil
 }
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
+// isDelimiterLine reports whether enmime may read line as a delimiter of
+// the boundary: "--boundary" somewhere followed by white space (as
+// unicode.IsSpace sees a byte), and no "--boundary--" anywhere.
+func isDelimiterLine(line, delim, term []byte) bool {
+	for rest := line; ; {
+		i := bytes.Index(rest, delim)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(delim):]
+		if len(rest) > 0 && unicode.IsSpace(rune(rest[0])) {
+			return !bytes.Contains(line, term)
+		}
+	}
 }
 
-// multipartBoundary reports the boundary of a part header (raw lines)
-// that enmime will read as a multipart: a Content-Type that parses, with a
-// boundary, that is not text/plain or text/html.
-func multipartBoundary(hdr []byte) (string, bool) {
-	ct, ok := fieldValue(hdr, "Content-Type")
-	if !ok {
-		return "", false
+func hasTerm(line []byte, open []openBoundary) bool {
+	for _, o := range open {
+		if bytes.HasPrefix(line, o.term) {
+			return true
+		}
 	}
-	mtype, params, _, err := mediatype.Parse(ct)
-	if err != nil || params["boundary"] == "" || mtype == "text/plain" || mtype == "text/html" {
-		return "", false
-	}
-	return params["boundary"], true
+	return false
 }
 
-// topBoundary is the boundary of the top-level header when enmime reads
-// the body as multipart.
-func topBoundary(fields []field) (string, bool) {
-	for _, f := range fields {
-		if f.name != "Content-Type" {
+func isTop(delim []byte, tops []string) bool {
+	for _, t := range tops {
+		if string(delim[2:]) == t {
+			return true
+		}
+	}
+	return false
+}
+
+// startsTopTerm reports whether line closes the top-level multipart.
+func startsTopTerm(line []byte, tops []string) bool {
+	for _, t := range tops {
+		if len(line) >= len(t)+4 && string(line[:2]) == "--" && string(line[2:2+len(t)]) == t && string(line[2+len(t):4+len(t)]) == "--" {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(b []byte, word string) bool {
+	for i := 0; i+len(word) <= len(b); i++ {
+		j := bytes.IndexAny(b[i:], word[:1]+strings.ToUpper(word[:1]))
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+len(word) <= len(b) && strings.EqualFold(string(b[i:i+len(word)]), word) {
+			return true
+		}
+	}
+	return false
+}
+
+// partBoundaries reads a part header as enmime reads it and returns the
+// boundary of every Content-Type in it that enmime would read as a
+// multipart: with a boundary, and not text/plain or text/html. (enmime
+// takes the first Content-Type; any may be the first for the part enmime
+// finds, see scanBody.)
+func partBoundaries(hdr []byte) []string {
+	h, _ := enmime.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)), discardErrors{})
+	var out []string
+	for k, vs := range h {
+		if !strings.EqualFold(strings.TrimSpace(k), "Content-Type") {
 			continue
 		}
-		mtype, params, _, err := mediatype.Parse(string(f.value))
-		if err != nil || params["boundary"] == "" || !strings.HasPrefix(mtype, "multipart/") {
-			return "", false
-		}
-		return params["boundary"], true
-	}
-	return "", false
-}
-
-// fieldValue is the unfolded value of the first field name in a raw
-// header block.
-func fieldValue(hdr []byte, name string) (string, bool) {
-	var (
-		b     strings.Builder
-		found bool
-	)
-	for len(hdr) > 0 {
-		line := hdr
-		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
-			line, hdr = hdr[:i+1], hdr[i+1:]
-		} else {
-			hdr = nil
-		}
-		content := bytes.TrimRight(line, "\r\n")
-		if len(content) == 0 {
-			continue
-		}
-		if content[0] == ' ' || content[0] == '\t' {
-			if found {
-				b.Write(content)
+		for _, v := range vs {
+			mtype, params, _, err := mediatype.ParseWithOptions(v, mediatype.ParseOptions{})
+			if err != nil || params["boundary"] == "" || mtype == "text/plain" || mtype == "text/html" {
+				continue
 			}
-			continue
-		}
-		if found {
-			break
-		}
-		n, v, ok := bytes.Cut(content, []byte(":"))
-		if ok && strings.EqualFold(strings.TrimSpace(string(n)), name) {
-			found = true
-			b.Write(bytes.TrimLeft(v, " \t"))
+			out = append(out, params["boundary"])
 		}
 	}
-	return b.String(), found
+	return out
 }
+
+// topBoundaries is the boundary of the top-level header when enmime reads
+// the body as multipart: the kept header block read as enmime reads it
+// (enmime.ReadHeader), its first Content-Type a multipart/ type with a
+// boundary (detectMultipartMessage). It returns no or one boundary.
+func topBoundaries(block []byte) []string {
+	h, _ := enmime.ReadHeader(bufio.NewReader(bytes.NewReader(block)), discardErrors{})
+	mtype, params, _, err := mediatype.ParseWithOptions(h.Get("Content-Type"), mediatype.ParseOptions{})
+	if err != nil || params["boundary"] == "" || !strings.HasPrefix(mtype, "multipart/") {
+		return nil
+	}
+	return []string{params["boundary"]}
+}
+
+// discardErrors is an enmime.ErrorCollector that keeps nothing.
+type discardErrors struct{}
+
+func (discardErrors) AddError(string, string, ...any)   {}
+func (discardErrors) AddWarning(string, string, ...any) {}

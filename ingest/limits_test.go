@@ -49,6 +49,38 @@ var hostileWants = map[string]hostileWant{
 	}},
 	"nested-19-leaf-20MB": {cut: "MIME: cut at byte", check: nil},
 	"parts-500-of-40KB":   {check: func(t *testing.T, m *Mail) { wantEqual(t, "attachments", len(m.Attachments), 500) }},
+	"x-parts-100000":      {cut: "MIME: kept 500 of at least 100000 parts", check: nil},
+	"x-parts-200000":      {cut: "MIME: kept 500 of at least 200000 parts", check: nil},
+	"bare-cr-parts-100000": {cut: "MIME: kept 500 of at least", check: func(t *testing.T, m *Mail) {
+		wantContains(t, "Text (from the kept parts)", m.Text, "part 0")
+	}},
+	"x-depth-5000": {cut: "MIME: dropped 1 multipart parts nested deeper than 20 levels", check: nil},
+	"rfc822-header-256KB": {check: func(t *testing.T, m *Mail) {
+		wantEqual(t, "attachments", len(m.Attachments), 1)
+		wantEqual(t, "attachment type", m.Attachments[0].ContentType, "message/rfc822")
+	}},
+	"header-fields-24MB": {cut: "header block: kept", check: func(t *testing.T, m *Mail) {
+		wantEqual(t, "body", strings.TrimSpace(m.Text), "body")
+	}},
+	"header-names-1MB": {cut: "header block: dropped 20 lines whose name is over 76 bytes", check: func(t *testing.T, m *Mail) {
+		if n := len(strings.Join(m.Cuts, "")); n > maxCutBytes {
+			t.Errorf("Cuts hold %d bytes, want at most %d", n, maxCutBytes)
+		}
+		for k := range m.Header {
+			if len(k) > maxNameBytes {
+				t.Errorf("Header holds a %d-byte name", len(k))
+			}
+		}
+	}},
+	"html-tags-24MB": {cut: "HTML body: text taken from the first 1048575 of 25165824 bytes", check: func(t *testing.T, m *Mail) {
+		wantEqual(t, "len(HTML)", len(m.HTML), 25165824)
+	}},
+	"html-table-20MB": {cut: "HTML body: text taken from the first", check: func(t *testing.T, m *Mail) {
+		wantContains(t, "Text", m.Text, "Widget blue")
+		if len(m.Text) > 1<<20 {
+			t.Errorf("Text is %d bytes, want the text of the first MiB of HTML", len(m.Text))
+		}
+	}},
 }
 
 // Every hostile message parses into a Mail a ticket can be opened from,
@@ -325,4 +357,25 @@ func ExampleParseContext() {
 	}
 	fmt.Println(m.References, m.Cuts)
 	// Output: [<1@x> <2@x>] [References: kept 2 of 3 entries]
+}
+
+// enmime finds part delimiters after a byte, after a bare carriage
+// return, in the middle of a line and inside a part header; the pre-scan
+// must count every one of them, or one message becomes 100,000 parts.
+func TestPrescanBoundsEnmime(t *testing.T) {
+	t.Parallel()
+	for i, seed := range boundarySeeds {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			lim := Limits{Parts: 8, Depth: 4}
+			wantBoundedTree(t, []byte(seed), lim)
+			m, err := ParseContext(context.Background(), []byte(seed), lim)
+			if err != nil {
+				t.Fatalf("ParseContext: %v", err)
+			}
+			if len(m.Cuts) == 0 {
+				t.Errorf("no cut recorded; want the parts or depth cut")
+			}
+		})
+	}
 }

@@ -24,10 +24,12 @@ import (
 	"net/textproto"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/inbucket/html2text"
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/dsn"
 	"github.com/servicedesk/servicedesk/ticket"
@@ -131,18 +133,9 @@ func ParseContext(ctx context.Context, raw []byte, lim Limits) (m *Mail, err err
 	}
 	m = &Mail{Header: textproto.MIMEHeader{}}
 	s := &prescan{lim: lim, m: m, check: check}
-	h, err := s.scanHeader(raw)
+	h, body, err := s.bound(raw)
 	if err != nil {
 		return nil, err
-	}
-	if len(h.fields) == 0 && len(bytes.TrimSpace(h.body)) == 0 {
-		return nil, errors.New("parse message: no header and no body")
-	}
-	body := h.body
-	if b, ok := topBoundary(h.fields); ok {
-		if body, err = s.scanBody(h.body, b); err != nil {
-			return nil, err
-		}
 	}
 	if err := check("decode header"); err != nil {
 		return nil, err
@@ -161,9 +154,30 @@ func ParseContext(ctx context.Context, raw []byte, lim Limits) (m *Mail, err err
 			return nil, err
 		}
 	}
-	m.parseBody(env, err, body, declared, lim)
+	if err := m.parseBody(env, err, body, declared, lim, check); err != nil {
+		return nil, err
+	}
 	m.sanitize()
 	return m, nil
+}
+
+// bound is the pre-scan of a whole message: the top-level header within
+// the limits and the body with its MIME structure bounded, as enmime is
+// to read them (h.block, then body).
+func (s *prescan) bound(raw []byte) (h headerScan, body []byte, err error) {
+	if h, err = s.scanHeader(raw); err != nil {
+		return h, nil, err
+	}
+	if len(h.fields) == 0 && len(bytes.TrimSpace(h.body)) == 0 {
+		return h, nil, errors.New("parse message: no header and no body")
+	}
+	body = h.body
+	if tops := topBoundaries(h.block); len(tops) > 0 {
+		if body, err = s.scanBody(h.body, tops); err != nil {
+			return h, nil, err
+		}
+	}
+	return h, body, nil
 }
 
 // field is one unfolded header field with its raw value.
@@ -173,14 +187,6 @@ type field struct {
 }
 
 var headerName = regexp.MustCompile(`^[!-9;-~]+:`)
-
-// splitHeader reads a header block leniently within DefaultLimits and
-// returns its fields and the body (see prescan.scanHeader).
-func splitHeader(raw []byte, m *Mail, lim Limits) ([]field, []byte) {
-	s := &prescan{lim: lim, m: m, check: func(string) error { return nil }}
-	h, _ := s.scanHeader(raw)
-	return h.fields, h.body
-}
 
 func truncate(s string, n int) string {
 	s = strings.ToValidUTF8(s, "?")
@@ -317,7 +323,6 @@ func capList(list []string, n int) []string {
 	}
 	return list
 }
-
 
 var (
 	bracketed = regexp.MustCompile(`<([^<>\s]+)>`)
@@ -557,16 +562,20 @@ func newEnmimeParser() *enmime.Parser {
 		enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
 		enmime.MultipartWOBoundaryAsSinglePart(true),
 		enmime.MaxStoredPartErrors(maxWarnings),
+		// Its HTML-to-text conversion reads the whole HTML body at a cost
+		// far above its size; htmlText bounds it.
+		enmime.DisableTextConversion(true),
 	)
 }
 
 // parseBody takes what enmime read of the bounded message; when it could
-// not read it, the body is kept as plain text.
-func (m *Mail) parseBody(env *enmime.Envelope, err error, body []byte, declared string, lim Limits) {
+// not read it, the body is kept as plain text. It fails only when ctx
+// ends or the deadline passes (see ParseContext).
+func (m *Mail) parseBody(env *enmime.Envelope, err error, body []byte, declared string, lim Limits, check func(string) error) error {
 	if err != nil {
 		m.warn("MIME structure unreadable, body kept as text: %v", err)
 		m.Text = toUTF8(body, declared)
-		return
+		return nil
 	}
 	m.Text, m.HTML = env.Text, env.HTML
 	for _, e := range env.Errors {
@@ -575,10 +584,45 @@ func (m *Mail) parseBody(env *enmime.Envelope, err error, body []byte, declared 
 		}
 		m.warn("%s", e.Error())
 	}
-	m.collectParts(env.Root, lim)
+	if m.Text == "" && m.HTML != "" {
+		if err := check("HTML to text"); err != nil {
+			return err
+		}
+		m.Text = m.htmlText(m.HTML)
+	}
+	if err := m.collectParts(env.Root, lim, check); err != nil {
+		return err
+	}
 	if m.dsn.dropped > 0 {
 		m.cut("bounce: kept %d of %d failed recipients", len(m.dsn.recipients), len(m.dsn.recipients)+m.dsn.dropped)
 	}
+	return nil
+}
+
+// maxHTMLText is how many bytes of an HTML body are converted to text
+// when a message has no text/plain body: the conversion costs far more
+// than the bytes (about 0.4 s and 60 MB a MB of tags), and a ticket reads
+// the first pages only. The HTML itself is kept whole.
+const maxHTMLText = 1 << 20
+
+// htmlText converts the first maxHTMLText bytes of html to text, cut
+// before a tag that the limit would split and at a character boundary.
+func (m *Mail) htmlText(html string) string {
+	src := html
+	if len(src) > maxHTMLText {
+		src = src[:maxHTMLText]
+		if i := strings.LastIndexByte(src, '<'); i >= 0 && !strings.Contains(src[i:], ">") {
+			src = src[:i]
+		}
+		src = ticket.TruncateUTF8(src, len(src))
+		m.cut("HTML body: text taken from the first %d of %d bytes", len(src), len(html))
+	}
+	text, err := html2text.FromString(src)
+	if err != nil {
+		m.warn("HTML body not converted to text: %v", err)
+		return ""
+	}
+	return text
 }
 
 func readEnvelope(p *enmime.Parser, r io.Reader) (env *enmime.Envelope, err error) {
@@ -592,9 +636,9 @@ func readEnvelope(p *enmime.Parser, r io.Reader) (env *enmime.Envelope, err erro
 
 // collectParts gathers attachments and inline parts (every leaf that is not
 // a body text part) and the delivery status report, if any.
-func (m *Mail) collectParts(root *enmime.Part, lim Limits) {
+func (m *Mail) collectParts(root *enmime.Part, lim Limits, check func(string) error) error {
 	if root == nil {
-		return
+		return nil
 	}
 	if root.ContentType == "multipart/report" {
 		if _, params, err := mime.ParseMediaType(m.Header.Get("Content-Type")); err == nil {
@@ -607,7 +651,11 @@ func (m *Mail) collectParts(root *enmime.Part, lim Limits) {
 		}
 	}
 	n := 0
+	var failed error
 	root.DepthMatchAll(func(p *enmime.Part) bool {
+		if failed != nil {
+			return false
+		}
 		if p.FirstChild != nil || strings.HasPrefix(p.ContentType, "multipart/") {
 			return false
 		}
@@ -625,12 +673,13 @@ func (m *Mail) collectParts(root *enmime.Part, lim Limits) {
 			}
 		case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers":
 			if m.dsn.original == nil {
-				m.dsn.original, m.dsn.originalRaw = embeddedHeader(p.Content, lim)
+				m.dsn.original, m.dsn.originalRaw, failed = embeddedHeader(p.Content, lim, check)
 			}
 		}
 		m.Attachments = append(m.Attachments, attachment(p, n))
 		return false
 	})
+	return failed
 }
 
 func (m *Mail) addDSNRecipient(action, final, original string, lim Limits) {
@@ -680,18 +729,39 @@ func (m *Mail) parseDeliveryStatus(content []byte, lim Limits) {
 	}
 }
 
-// embeddedHeader reads the header block of an embedded message.
-func embeddedHeader(content []byte, lim Limits) (textproto.MIMEHeader, map[string]string) {
+// originalNames are the fields of an embedded original that a bounce is
+// threaded by (BounceOriginal, Processor.thread).
+var originalNames = [...]string{"Message-Id", "Reply-To", "References", "In-Reply-To", "From"}
+
+// embeddedHeader reads the header block of an embedded message within the
+// same limits as the top-level header and keeps only originalNames:
+// decoded in the first map, raw and space-joined in the second.
+func embeddedHeader(content []byte, lim Limits, check func(string) error) (textproto.MIMEHeader, map[string]string, error) {
 	var scratch Mail
-	fields, _ := splitHeader(content, &scratch, lim)
+	s := &prescan{lim: lim, m: &scratch, check: check}
+	hs, err := s.scanHeader(content)
+	if err != nil {
+		return nil, nil, err
+	}
 	h := textproto.MIMEHeader{}
 	raw := map[string]string{}
-	declared := topCharset(fields)
-	for _, f := range fields {
+	declared := topCharset(hs.fields)
+	var joined [len(originalNames)]strings.Builder
+	for _, f := range hs.fields {
+		i := slices.Index(originalNames[:], f.name)
+		if i < 0 {
+			continue
+		}
 		h.Add(f.name, decodeHeader(f.value, declared))
-		raw[f.name] += " " + string(f.value)
+		joined[i].WriteByte(' ')
+		joined[i].Write(f.value)
 	}
-	return h, raw
+	for i, name := range originalNames {
+		if joined[i].Len() > 0 {
+			raw[name] = joined[i].String()
+		}
+	}
+	return h, raw, nil
 }
 
 func attachment(p *enmime.Part, n int) ticket.Attachment {
