@@ -209,6 +209,39 @@ func hostileCorpus() []hostileMessage {
 		}
 		b.WriteString("</table></body></html>\r\n")
 	})
+	// About 100 MIME parts whose headers hold 60,000 empty fields each,
+	// every header under HeaderBytes: 24 MB.
+	add("part-fields-60000", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: part header bomb\r\nMessage-ID: <partfields@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n" +
+			"--b\r\nContent-Type: text/plain\r\n\r\nkept text\r\n")
+		fields := strings.Repeat("A:\r\n", 60000)
+		for b.Len() < 24<<20 {
+			b.WriteString("--b\r\nContent-Type: text/plain\r\n" + fields + "\r\nx\r\n")
+		}
+		b.WriteString("--b--\r\n")
+	})
+	// Within the limits: 500 parts of 100 fields each.
+	add("parts-500-of-100-fields", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: many part fields\r\nMessage-ID: <manyfields@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n")
+		fields := strings.Repeat("A:\r\n", 99)
+		for i := range 500 {
+			fmt.Fprintf(b, "--b\r\nContent-Type: text/plain\r\n%s\r\npart %d\r\n", fields, i)
+		}
+		b.WriteString("--b--\r\n")
+	})
+	// A delivery status report of 24 MB of per-recipient groups.
+	add("dsn-groups-24MB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: dsn bomb\r\nMessage-ID: <dsngroups@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n" +
+			"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n" +
+			"Reporting-MTA: dns; mx.evil.test\r\n\r\n")
+		for i := 0; b.Len() < 24<<20; i++ {
+			fmt.Fprintf(b, "Final-Recipient: rfc822; r%d@evil.test\nAction: failed\n\n", i)
+		}
+		b.WriteString("\r\n--b--\r\n")
+	})
 	return out
 }
 

@@ -29,7 +29,10 @@ type Limits struct {
 	// counting each field as it is after the cuts below. Fields past it
 	// are dropped, except the first of each field the desk reads (From,
 	// To, Subject, Content-Type, Auto-Submitted, List-Id, ...). A MIME
-	// part whose header is larger is dropped. Defaults to 256 KiB.
+	// part whose header is larger is dropped. It also bounds how much of
+	// a delivery status report (message/delivery-status) is read: the
+	// groups past it are not read, and the cut is noted. Defaults to
+	// 256 KiB.
 	HeaderBytes int
 	// FieldBytes is the most bytes of one header field's unfolded value;
 	// a longer value is cut at a character boundary (an address or
@@ -40,12 +43,23 @@ type Limits struct {
 	References int
 	// Addresses is how many addresses are kept of To, of Cc, of Reply-To,
 	// of each forwarding header (Delivered-To, X-Original-To, ...) and of
-	// the failed recipients of a bounce, the first ones. Defaults to 100.
+	// the failed recipients of a bounce, the first ones. It is also how
+	// many per-recipient groups of a delivery status report are read:
+	// the groups past it are not read, and the cut is noted. Defaults to
+	// 100.
 	Addresses int
 	// Parts is how many MIME parts (at any depth) are read; the message
 	// is cut before the delimiter of the next part and its open
 	// multiparts closed. Defaults to 500.
 	Parts int
+	// PartFields is the most fields of one MIME part header, counting
+	// every line that does not start with white space (malformed lines
+	// too: enmime notes each). A part whose header has more is dropped
+	// whole, up to its next delimiter, and the drop noted: real part
+	// headers have under 10 fields, and each field costs enmime about
+	// 100 bytes, so 500 parts of 60,000 empty fields would cost 3 GB.
+	// Defaults to 100.
+	PartFields int
 	// Depth is how deep multiparts may nest, the top-level multipart
 	// being 1; a multipart part that would nest deeper is dropped with
 	// everything inside it. Defaults to 20.
@@ -77,6 +91,7 @@ func DefaultLimits() Limits {
 		References:   100,
 		Addresses:    100,
 		Parts:        500,
+		PartFields:   100,
 		Depth:        20,
 		NestedBytes:  64 << 20,
 		SubjectBytes: 998,
@@ -93,6 +108,7 @@ func (l Limits) WithDefaults() Limits {
 		References:   cmp.Or(l.References, d.References),
 		Addresses:    cmp.Or(l.Addresses, d.Addresses),
 		Parts:        cmp.Or(l.Parts, d.Parts),
+		PartFields:   cmp.Or(l.PartFields, d.PartFields),
 		Depth:        cmp.Or(l.Depth, d.Depth),
 		NestedBytes:  cmp.Or(l.NestedBytes, d.NestedBytes),
 		SubjectBytes: cmp.Or(l.SubjectBytes, d.SubjectBytes),
@@ -695,8 +711,8 @@ type openBoundary struct {
 }
 
 // scanBody bounds the MIME structure of the body: at most Parts parts,
-// multiparts nested at most Depth deep, part headers at most HeaderBytes,
-// at most NestedBytes of work.
+// multiparts nested at most Depth deep, part headers at most HeaderBytes
+// and PartFields fields, at most NestedBytes of work.
 //
 // It never counts fewer parts than enmime reads, whatever the bytes:
 // enmime (boundary.go) starts a part at any line in which the first
@@ -722,6 +738,8 @@ func (s *prescan) scanBody(body []byte, tops []string) ([]byte, error) {
 		parts      int
 		tooDeep    int
 		bigHeaders int
+		manyFields int  // parts dropped past PartFields
+		hdrFields  int  // fields of the part header being read
 		cutAt      = -1 // where the part count or NestedBytes ran out
 		overWork   bool // NestedBytes ran out
 		work       int  // bytes times their depth, so far
@@ -844,7 +862,7 @@ func (s *prescan) scanBody(body []byte, tops []string) ([]byte, error) {
 			if isDelim {
 				// A new part; a line that is also a terminator closes
 				// nothing here, to be safe.
-				mode, partStart, hdrStart, hdrDepth, boundaryIn = inHeader, start, end, depth, false
+				mode, partStart, hdrStart, hdrDepth, boundaryIn, hdrFields = inHeader, start, end, depth, false, 0
 				continue
 			}
 			if bytes.HasPrefix(line, []byte("--")) && hasTerm(line, open) {
@@ -898,6 +916,13 @@ func (s *prescan) scanBody(body []byte, tops []string) ([]byte, error) {
 				mode = skipping
 				continue
 			}
+			if line[0] != ' ' && line[0] != '\t' {
+				if hdrFields++; hdrFields > s.lim.PartFields {
+					manyFields++
+					mode = skipping
+					continue
+				}
+			}
 			boundaryIn = boundaryIn || containsFold(line, "boundary")
 		}
 	}
@@ -909,6 +934,9 @@ func (s *prescan) scanBody(body []byte, tops []string) ([]byte, error) {
 	}
 	if bigHeaders > 0 {
 		s.m.cut("MIME: dropped %d parts whose header is over %d bytes", bigHeaders, s.lim.HeaderBytes)
+	}
+	if manyFields > 0 {
+		s.m.cut("MIME: dropped %d parts whose header has over %d fields", manyFields, s.lim.PartFields)
 	}
 	switch {
 	case overWork:

@@ -15,6 +15,9 @@ import (
 type hostileWant struct {
 	cut   string // a substring of Mail.Cuts; "" when nothing is cut
 	check func(t *testing.T, m *Mail)
+	// outcome is what Process must come to; "" for ticket_created or
+	// failed.
+	outcome ticket.Outcome
 }
 
 var hostileWants = map[string]hostileWant{
@@ -71,6 +74,17 @@ var hostileWants = map[string]hostileWant{
 				t.Errorf("Header holds a %d-byte name", len(k))
 			}
 		}
+	}},
+	"part-fields-60000": {cut: "MIME: dropped 105 parts whose header has over 100 fields", check: func(t *testing.T, m *Mail) {
+		wantEqual(t, "Text (the first part only)", strings.TrimSpace(m.Text), "kept text")
+	}},
+	"parts-500-of-100-fields": {check: func(t *testing.T, m *Mail) {
+		wantContains(t, "Text", m.Text, "part 499")
+	}},
+	"dsn-groups-24MB": {outcome: ticket.OutcomeBounce, cut: "bounce: read 100 recipient groups, the first ", check: func(t *testing.T, m *Mail) {
+		wantEqual(t, "failed recipients", len(m.dsn.recipients), 100)
+		wantEqual(t, "last failed recipient", m.dsn.recipients[99], "r99@evil.test")
+		wantEqual(t, "attachments", len(m.Attachments), 1)
 	}},
 	"html-tags-24MB": {cut: "HTML body: text taken from the first 1048575 of 25165824 bytes", check: func(t *testing.T, m *Mail) {
 		wantEqual(t, "len(HTML)", len(m.HTML), 25165824)
@@ -207,6 +221,41 @@ func TestParseLimitsCutWhatIsPast(t *testing.T) {
 			wantCut: "nested deeper than 1 levels",
 		},
 		{
+			name: "a part header over PartFields drops that part, its siblings kept", lim: Limits{PartFields: 3},
+			raw: head + "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\nA: 1\r\n folded\r\nB: 2\r\n\r\nkept text\r\n" +
+				"--o\r\nContent-Type: text/plain\r\nA: 1\r\nB: 2\r\nnot a field\r\n\r\ndropped text\r\n--o--\r\n",
+			wantCut: "MIME: dropped 1 parts whose header has over 3 fields",
+			check: func(t *testing.T, m *Mail) {
+				wantContains(t, "Text", m.Text, "kept text")
+				if strings.Contains(m.Text, "dropped text") {
+					t.Errorf("Text %q holds the dropped part", m.Text)
+				}
+			},
+		},
+		{
+			name: "delivery status groups past Addresses are not read", lim: Limits{Addresses: 2},
+			raw: head + "Content-Type: multipart/report; report-type=delivery-status; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
+				"--o\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\n\r\n" +
+				"Final-Recipient: rfc822;\r\n a@x\r\nAction: failed\r\n\r\nFinal-Recipient: rfc822; b@x\r\nfinal-recipient: rfc822; z@x\r\nAction: FAILED\r\n\r\n" +
+				"Final-Recipient: rfc822; c@x\r\nAction: failed\r\n--o--\r\n",
+			wantCut: "bounce: read 2 recipient groups",
+			check:   func(t *testing.T, m *Mail) { wantList(t, "failed recipients", m.dsn.recipients, "a@x", "b@x") },
+		},
+		{
+			name: "delivery status read up to HeaderBytes", lim: Limits{HeaderBytes: 300},
+			raw: head + "Content-Type: multipart/report; report-type=delivery-status; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
+				"--o\r\nContent-Type: message/delivery-status\r\n\r\n" + strings.Repeat("Final-Recipient: rfc822; a@x\r\nAction: delayed\r\n\r\n", 10) +
+				"Final-Recipient: rfc822; b@x\r\nAction: failed\r\n--o--\r\n",
+			wantCut: "bounce: read 6 recipient groups, the first 294 of ",
+			check:   func(t *testing.T, m *Mail) { wantEqual(t, "failed recipients", len(m.dsn.recipients), 0) },
+		},
+		{
+			name: "the last delivery status group needs no blank line",
+			raw: head + "Content-Type: multipart/report; report-type=delivery-status; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
+				"--o\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\n\r\nFinal-Recipient: rfc822; <A@x>\r\nAction: failed\r\n--o--\r\n",
+			check: func(t *testing.T, m *Mail) { wantList(t, "failed recipients", m.dsn.recipients, "a@x") },
+		},
+		{
 			name: "nothing cut", lim: Limits{},
 			raw: head + "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nhello\r\n--o--\r\n",
 		},
@@ -306,7 +355,9 @@ func TestProcessHostile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Process: %v; want an outcome committed, not a retry", err)
 			}
-			if got.Outcome != ticket.OutcomeTicketCreated && got.Outcome != ticket.OutcomeFailed {
+			if want := hostileWants[c.name].outcome; want != "" {
+				wantEqual(t, "outcome", got.Outcome, want)
+			} else if got.Outcome != ticket.OutcomeTicketCreated && got.Outcome != ticket.OutcomeFailed {
 				t.Fatalf("outcome %q, want ticket_created or failed", got.Outcome)
 			}
 			wantEqual(t, "commits", len(b.st.commits), 1)

@@ -31,7 +31,6 @@ import (
 
 	"github.com/inbucket/html2text"
 	"github.com/jhillyerd/enmime/v2"
-	"github.com/jhillyerd/enmime/v2/dsn"
 	"github.com/servicedesk/servicedesk/ticket"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
@@ -644,11 +643,6 @@ func (m *Mail) collectParts(root *enmime.Part, lim Limits, check func(string) er
 		if _, params, err := mime.ParseMediaType(m.Header.Get("Content-Type")); err == nil {
 			m.dsn.reportType = strings.ToLower(params["report-type"])
 		}
-		if rep, err := dsn.ParseReport(root); err == nil && rep != nil {
-			for _, r := range rep.DeliveryStatus.RecipientDSNs {
-				m.addDSNRecipient(r.Get("Action"), r.Get("Final-Recipient"), r.Get("Original-Recipient"), lim)
-			}
-		}
 	}
 	n := 0
 	var failed error
@@ -711,21 +705,68 @@ func (m *Mail) addDSNRecipient(action, final, original string, lim Limits) {
 }
 
 // parseDeliveryStatus reads the per-recipient field groups of a
-// message/delivery-status body (RFC 3464) that dsn.ParseReport did not
-// reach, e.g. inside a multipart/mixed.
+// message/delivery-status body (RFC 3464), wherever the part is, in one
+// pass without copying it: at most lim.Addresses groups that name a
+// recipient and at most lim.HeaderBytes bytes. Continuation lines are
+// unfolded; of a field repeated in a group the first is read. What is
+// left unread is noted as a cut.
 func (m *Mail) parseDeliveryStatus(content []byte, lim Limits) {
-	content = bytes.ReplaceAll(content, []byte("\r\n"), []byte("\n"))
-	for _, group := range bytes.Split(content, []byte("\n\n")) {
-		fields := map[string]string{}
-		for _, line := range bytes.Split(group, []byte("\n")) {
+	var (
+		action, final, original []byte
+		inField                 *[]byte // the field a continuation line extends
+		groups                  int     // groups that name a recipient
+		pos                     int
+	)
+	endGroup := func() {
+		if len(final) > 0 || len(original) > 0 {
+			groups++
+			m.addDSNRecipient(string(action), string(final), string(original), lim)
+		}
+		action, final, original, inField = nil, nil, nil, nil
+	}
+	for pos < len(content) && groups < lim.Addresses {
+		end := len(content)
+		if i := bytes.IndexByte(content[pos:], '\n'); i >= 0 {
+			end = pos + i + 1
+		}
+		if end > lim.HeaderBytes {
+			break
+		}
+		line := bytes.TrimRight(content[pos:end], "\r\n")
+		pos = end
+		switch {
+		case len(bytes.TrimSpace(line)) == 0:
+			endGroup()
+		case line[0] == ' ' || line[0] == '\t':
+			if inField != nil {
+				*inField = append(append(*inField, ' '), bytes.TrimSpace(line)...)
+			}
+		default:
+			inField = nil
 			name, value, ok := bytes.Cut(line, []byte(":"))
-			if ok {
-				fields[strings.ToLower(strings.TrimSpace(string(name)))] = strings.TrimSpace(string(value))
+			if !ok {
+				continue
+			}
+			var f *[]byte
+			switch name = bytes.TrimSpace(name); {
+			case bytes.EqualFold(name, []byte("Action")):
+				f = &action
+			case bytes.EqualFold(name, []byte("Final-Recipient")):
+				f = &final
+			case bytes.EqualFold(name, []byte("Original-Recipient")):
+				f = &original
+			}
+			if f != nil && *f == nil {
+				*f = append([]byte{}, bytes.TrimSpace(value)...)
+				inField = f
 			}
 		}
-		if fields["final-recipient"] != "" || fields["original-recipient"] != "" {
-			m.addDSNRecipient(fields["action"], fields["final-recipient"], fields["original-recipient"], lim)
-		}
+	}
+	if groups < lim.Addresses {
+		endGroup() // the last group, without its blank line
+	}
+	if pos < len(bytes.TrimRight(content, "\r\n \t")) {
+		m.cut("bounce: read %d recipient groups, the first %d of %d bytes of the delivery status", groups, pos, len(content))
 	}
 }
 
