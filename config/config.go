@@ -635,3 +635,58 @@ func join(path, name string) string {
 	}
 	return path + "_" + name
 }
+
+// IsEnvKey reports whether name (SERVICEDESK_REDIS_URL,
+// SERVICEDESK_PROJECTS_0_IMAP_PASSWORD_FILE) is an environment override that
+// Load applies: the prefix, then the upper-cased path of a scalar joined by
+// "_", list items of structs by index. Lists of scalars, maps (templates)
+// and optional sections (dkim) are set in the file only. Deployment files
+// check every variable they set with it, so a misspelt one fails a test
+// instead of being ignored at run time.
+func IsEnvKey(name string) bool {
+	rest, ok := strings.CutPrefix(name, EnvPrefix)
+	return ok && envPathOf(reflect.TypeOf(Config{}), rest)
+}
+
+// envPathOf mirrors walkEnv on types: path names a scalar inside t.
+func envPathOf(t reflect.Type, path string) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		if reflect.PointerTo(t).Implements(reflect.TypeOf((*interface{ UnmarshalYAML(*yaml.Node) error })(nil)).Elem()) {
+			return false // walkEnv stops at a struct that decodes itself
+		}
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			name = strings.ToUpper(name)
+			ft := t.Field(i).Type
+			if path == name && isEnvScalar(ft) {
+				return true
+			}
+			if rest, ok := strings.CutPrefix(path, name+"_"); ok && envPathOf(ft, rest) {
+				return true
+			}
+		}
+		return false
+	case reflect.Slice:
+		if t.Elem().Kind() != reflect.Struct {
+			return false
+		}
+		idx, rest, ok := strings.Cut(path, "_")
+		n, err := strconv.Atoi(idx)
+		return ok && err == nil && n >= 0 && n < 1000 && strconv.Itoa(n) == idx && envPathOf(t.Elem(), rest)
+	}
+	return false
+}
+
+// isEnvScalar: a field walkEnv decodes from one string.
+func isEnvScalar(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}

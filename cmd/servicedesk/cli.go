@@ -30,6 +30,7 @@ commands:
   deadletters list [--json] | retry ID | discard ID
   inbound list [--project KEY] [--outcome O] [--json]
   projects list | projects verify KEY [--timeout 5m]   (verify needs running workers)
+  healthcheck [URL] [--timeout 5s]       GET URL (default http://127.0.0.1:8080/readyz), exit 0 on 2xx
   version
 
 --config defaults to $SERVICEDESK_CONFIG, else ./servicedesk.yaml.
@@ -73,13 +74,14 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		"deadletters": c.deadletters,
 		"inbound":     c.inbound,
 		"projects":    c.projects,
+		"healthcheck": c.healthcheck,
 	}
 	f, ok := commands[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "servicedesk: unknown command %q (see servicedesk help)\n", printable(cmd))
 		return 2
 	}
-	if cmd != "check" { // check reports a bad config as one of its lines
+	if cmd != "check" && cmd != "healthcheck" { // check reports a bad config as one of its lines; healthcheck needs none
 		if err := c.loadConfig(); err != nil {
 			fmt.Fprintf(stderr, "servicedesk: %s\n", printable(oneLine(err)))
 			return 1
