@@ -107,6 +107,14 @@ type Mail struct {
 type Scheduler struct {
 	// Tick is how often each scheduler looks for due mailboxes. Defaults to 1s.
 	Tick Duration `yaml:"tick"`
+	// OutboxSweep is how often a scheduler queues again the notifications
+	// whose send task was lost (a crash between commit and enqueue, a Redis
+	// failover that lost writes the replica had not received). Defaults to
+	// 30s.
+	OutboxSweep Duration `yaml:"outbox_sweep"`
+	// OutboxGrace is how long a notification stays pending before the
+	// sweep takes its task for lost. Defaults to 1m.
+	OutboxGrace Duration `yaml:"outbox_grace"`
 }
 
 // Worker tunes the worker role.
@@ -339,6 +347,12 @@ func (c *Config) withDefaults() {
 	}
 	if c.Scheduler.Tick == 0 {
 		c.Scheduler.Tick = Duration(time.Second)
+	}
+	if c.Scheduler.OutboxSweep == 0 {
+		c.Scheduler.OutboxSweep = Duration(30 * time.Second)
+	}
+	if c.Scheduler.OutboxGrace == 0 {
+		c.Scheduler.OutboxGrace = Duration(time.Minute)
 	}
 	defInt(&c.Limits.AutomaticMailPerHour, 1000)
 	defInt(&c.Worker.Concurrency, 32)

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -167,7 +168,11 @@ type envOptions struct {
 	desk         string // the desk address and IMAP user; default support@example.test
 	pollInterval string
 	maxSize      string
-	extra        string
+	redisURL     string // default: a database of the package's Redis
+	// outboxSweep and outboxGrace are scheduler.outbox_sweep and
+	// outbox_grace; default: the config's (30s, 1m).
+	outboxSweep, outboxGrace string
+	extra                    string
 }
 
 func newDesk(t *testing.T, stack *mailstack.Stack, b backend, o envOptions) *deskEnv {
@@ -181,6 +186,11 @@ func newDesk(t *testing.T, stack *mailstack.Stack, b backend, o envOptions) *des
 	if o.maxSize == "" {
 		o.maxSize = "25MB"
 	}
+	if o.redisURL == "" {
+		o.redisURL = redisURL(t)
+	}
+	o.outboxSweep = cmp.Or(o.outboxSweep, "30s")
+	o.outboxGrace = cmp.Or(o.outboxGrace, "1m")
 	imapHost, imapPort, _ := net.SplitHostPort(stack.IMAPAddr)
 	smtpHost, smtpPort, _ := net.SplitHostPort(stack.SMTPAddr)
 	e := &deskEnv{t: t, stack: stack, dbURL: b.url(t), httpAddr: freeAddr(t)}
@@ -193,7 +203,7 @@ http:
   tokens: [{name: e2e, token: %s, role: admin}]
 limits: {max_message_size: %s}
 mail: {reply_key_secret: %s}
-scheduler: {tick: 200ms}
+scheduler: {tick: 200ms, outbox_sweep: %s, outbox_grace: %s}
 worker: {shutdown_timeout: 10s}
 log: {level: info, format: text}
 projects:
@@ -202,8 +212,8 @@ projects:
     address: %s
     imap: {host: %s, port: %s, security: none, username: %s, password: %s, poll_interval: %s}
     smtp: {host: %s, port: %s, security: none}
-%s`, redisURL(t), e.dbURL, e.httpAddr, e.httpAddr, adminToken, o.maxSize, replySecret,
-		o.desk, imapHost, imapPort, o.desk, deskPass, o.pollInterval, smtpHost, smtpPort, o.extra)
+%s`, o.redisURL, e.dbURL, e.httpAddr, e.httpAddr, adminToken, o.maxSize, replySecret,
+		o.outboxSweep, o.outboxGrace, o.desk, imapHost, imapPort, o.desk, deskPass, o.pollInterval, smtpHost, smtpPort, o.extra)
 	e.config = filepath.Join(t.TempDir(), "servicedesk.yaml")
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"strconv"
@@ -22,13 +23,27 @@ type Scheduler struct {
 	desks   []Desk
 	outbox  OutboxStore
 	tick    time.Duration
+	sweep   OutboxSweep
 	log     *slog.Logger
 	now     func() time.Time
 }
 
 // NewScheduler wires a scheduler. tick is how often it looks (scheduler.tick).
-func NewScheduler(enq *Enqueuer, desks []Desk, outbox OutboxStore, tick time.Duration, logger *slog.Logger) *Scheduler {
-	return &Scheduler{enqueue: enq, desks: desks, outbox: outbox, tick: tick, log: logger.With("component", "scheduler"), now: time.Now}
+func NewScheduler(enq *Enqueuer, desks []Desk, outbox OutboxStore, tick time.Duration, sweep OutboxSweep, logger *slog.Logger) *Scheduler {
+	return &Scheduler{enqueue: enq, desks: desks, outbox: outbox, tick: tick, sweep: sweep.withDefaults(),
+		log: logger.With("component", "scheduler"), now: time.Now}
+}
+
+// OutboxSweep tunes how lost send tasks are found again: every Every, the
+// notifications pending for longer than After are queued again (task IDs
+// make that a no-op for those still queued).
+type OutboxSweep struct {
+	Every time.Duration // defaults to 30s
+	After time.Duration // defaults to 1m
+}
+
+func (o OutboxSweep) withDefaults() OutboxSweep {
+	return OutboxSweep{Every: cmp.Or(o.Every, 30*time.Second), After: cmp.Or(o.After, time.Minute)}
 }
 
 // Run schedules until ctx ends.
@@ -51,7 +66,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			last[d.Config.Key] = slot
 		}
-		if now.Sub(lastSweep) >= 30*time.Second {
+		if now.Sub(lastSweep) >= s.sweep.Every {
 			lastSweep = now
 			s.sweepOutbox(ctx, now)
 		}
@@ -65,7 +80,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // sweepOutbox enqueues notifications whose enqueue after commit was lost.
 func (s *Scheduler) sweepOutbox(ctx context.Context, now time.Time) {
-	ids, err := s.outbox.PendingNotifications(ctx, now.Add(-time.Minute), 500)
+	ids, err := s.outbox.PendingNotifications(ctx, now.Add(-s.sweep.After), 500)
 	if err != nil {
 		s.log.Warn("outbox sweep", "err", err)
 		return

@@ -49,7 +49,7 @@ func TestSchedulersNeverDuplicateAFetch(t *testing.T) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range 5 {
-		s := NewScheduler(NewEnqueuer(client, Retries{}), desks, noOutbox{}, 50*time.Millisecond, discard())
+		s := NewScheduler(NewEnqueuer(client, Retries{}), desks, noOutbox{}, 50*time.Millisecond, OutboxSweep{}, discard())
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(ctx) }()
 	}

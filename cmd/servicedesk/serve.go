@@ -114,7 +114,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		stops = append(stops, w.Stop)
 	}
 	if roles["scheduler"] {
-		s := jobs.NewScheduler(enq, desks, st, c.cfg.Scheduler.Tick.D(), c.log)
+		s := jobs.NewScheduler(enq, desks, st, c.cfg.Scheduler.Tick.D(),
+			jobs.OutboxSweep{Every: c.cfg.Scheduler.OutboxSweep.D(), After: c.cfg.Scheduler.OutboxGrace.D()}, c.log)
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(sctx) }()
