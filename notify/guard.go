@@ -175,68 +175,45 @@ func (d *Deliverer) ceilinged(ctx context.Context, p Project, n ticket.Notificat
 	if d.ceiling <= 0 {
 		return "", nil
 	}
-	ref := n.CreatedAt
-	if ref.IsZero() {
-		ref = d.now()
-	}
-	count := func(since time.Time) (int, error) {
-		c, err := d.store.CountProjectMail(ctx, p.ID, automaticKinds, since)
-		if err != nil {
-			return 0, &Error{Step: "check the project's ceiling", Err: fmt.Errorf("count mail of project %s: %w", p.Key, err)}
-		}
-		return c, nil
-	}
-	all, err := count(ref.Add(-time.Hour))
+	n = queuedAt(n, d.now)
+	before, err := d.store.CountProjectMail(ctx, p.ID, automaticKinds, n.CreatedAt.Add(-time.Hour), n)
 	if err != nil {
-		return "", err
+		return "", &Error{Step: "check the project's ceiling", Err: fmt.Errorf("count mail of project %s: %w", p.Key, err)}
 	}
-	later, err := count(ref)
-	if err != nil {
-		return "", err
-	}
-	if before := all - later; before >= d.ceiling {
+	if before >= d.ceiling {
 		return fmt.Sprintf("project ceiling: %d automatic mails from project %s in the last hour (at most %d)", before, p.Key, d.ceiling), nil
 	}
 	return "", nil
 }
 
+// queuedAt gives n a CreatedAt, the clock's when it has none, so that
+// the counts can place it. With its CreatedAt from the store, a retry
+// decides as the first attempt did.
+func queuedAt(n ticket.Notification, now func() time.Time) ticket.Notification {
+	if n.CreatedAt.IsZero() {
+		n.CreatedAt = now()
+	}
+	return n
+}
+
 // capped applies the caps to an automatic notification. It counts the
 // automatic notifications to the recipient queued in each window before
-// this one was (its CreatedAt, so a retry decides as the first attempt
-// did; the clock when CreatedAt is unset). A notification queued
-// concurrently may be counted once too often, never once too few.
+// this one: created earlier, or at the same time with a smaller ID (a
+// group of deliveries commits with one timestamp), so a burst committed at
+// once is capped like one spread out.
 func (d *Deliverer) capped(ctx context.Context, p Project, n ticket.Notification, to string) (string, error) {
 	caps := slices.Clone(d.caps)
 	slices.SortFunc(caps, func(a, b Cap) int { return cmp.Compare(a.Window, b.Window) })
-	ref := n.CreatedAt
-	if ref.IsZero() {
-		ref = d.now()
-	}
-	count := func(since time.Time) (int, error) {
-		c, err := d.store.CountNotifications(ctx, p.ID, to, automaticKinds, since)
-		if err != nil {
-			return 0, &Error{Step: "check rate caps", Err: fmt.Errorf("count mails to %s: %w", to, err)}
-		}
-		return c, nil
-	}
-	var later int
-	counted := false
+	n = queuedAt(n, d.now)
 	for _, c := range caps {
 		if c.Window <= 0 {
 			continue
 		}
-		if !counted {
-			var err error
-			if later, err = count(ref); err != nil {
-				return "", err
-			}
-			counted = true
-		}
-		all, err := count(ref.Add(-c.Window))
+		before, err := d.store.CountNotifications(ctx, p.ID, to, automaticKinds, n.CreatedAt.Add(-c.Window), n)
 		if err != nil {
-			return "", err
+			return "", &Error{Step: "check rate caps", Err: fmt.Errorf("count mails to %s: %w", to, err)}
 		}
-		if before := all - later; before >= c.Max {
+		if before >= c.Max {
 			return fmt.Sprintf("rate cap: %d automatic mails to %s in the last %s", before, to, formatWindow(c.Window)), nil
 		}
 	}

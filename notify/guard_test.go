@@ -274,6 +274,15 @@ func TestRateCaps(t *testing.T) {
 			wantReason: map[int]string{1: "rate cap: 1 automatic mails to a@customer.test in the last 1h"},
 		},
 		{
+			name: "a burst committed with one timestamp is capped by queue order (ID)",
+			mails: []mail{{ticket.NotifyThankYou, "a@customer.test", 0}, {ticket.NotifyThankYou, "a@customer.test", 0},
+				{ticket.NotifyThankYou, "a@customer.test", 0}, {ticket.NotifyThankYou, "a@customer.test", 0},
+				{ticket.NotifyThankYou, "a@customer.test", 0}},
+			order:      []int{4, 3, 2, 1, 0},
+			wantSent:   []bool{true, true, true, false, false},
+			wantReason: map[int]string{3: "rate cap: 3 automatic mails to a@customer.test in the last 10m"},
+		},
+		{
 			name: "an empty list disables the caps",
 			caps: []Cap{},
 			mails: []mail{{ticket.NotifyClosed, "a@customer.test", 0}, {ticket.NotifyReopened, "a@customer.test", 1},

@@ -93,10 +93,12 @@ type Store interface {
 	// CountNotifications counts the notifications of the given kinds for
 	// recipient (case-insensitive) in the project created at or after
 	// since, in any state but failed.
-	CountNotifications(ctx context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time) (int, error)
+	// since and queued before before (by CreatedAt, then ID; every one
+	// when before is zero).
+	CountNotifications(ctx context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification) (int, error)
 	// CountProjectMail counts the project's notifications of the given
 	// kinds created at or after since that are pending or sent.
-	CountProjectMail(ctx context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time) (int, error)
+	CountProjectMail(ctx context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification) (int, error)
 	// AttachmentData returns an attachment's content by its SHA-256 hex.
 	AttachmentData(ctx context.Context, sha256hex string) ([]byte, error)
 }

@@ -134,23 +134,24 @@ func (s *memStore) BouncingRecipients(_ context.Context, ticketID int64, at time
 
 // CountNotifications counts like the store: the project's notifications of
 // the kinds to recipient created at or after since, in any state but failed.
-func (s *memStore) CountNotifications(_ context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time) (int, error) {
-	return s.count(projectID, kinds, since, func(n ticket.Notification) bool {
+func (s *memStore) CountNotifications(_ context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification) (int, error) {
+	return s.count(projectID, kinds, since, before, func(n ticket.Notification) bool {
 		return strings.EqualFold(n.To, recipient) && n.State != ticket.NotificationFailed
 	})
 }
 
 // CountProjectMail counts like the store: the project's pending and sent
 // notifications of the kinds created at or after since, to anyone.
-func (s *memStore) CountProjectMail(_ context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time) (int, error) {
-	return s.count(projectID, kinds, since, func(n ticket.Notification) bool {
+func (s *memStore) CountProjectMail(_ context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification) (int, error) {
+	return s.count(projectID, kinds, since, before, func(n ticket.Notification) bool {
 		return n.State == ticket.NotificationPending || n.State == ticket.NotificationSent
 	})
 }
 
 // count counts the project's notifications of the kinds (any when empty)
-// created at or after since for which keep holds.
-func (s *memStore) count(projectID int64, kinds []ticket.NotificationKind, since time.Time, keep func(ticket.Notification) bool) (int, error) {
+// created at or after since, queued before before (by CreatedAt, then ID;
+// any when zero), for which keep holds.
+func (s *memStore) count(projectID int64, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification, keep func(ticket.Notification) bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.countErr != nil {
@@ -158,7 +159,9 @@ func (s *memStore) count(projectID int64, kinds []ticket.NotificationKind, since
 	}
 	c := 0
 	for _, n := range s.notifications {
-		if n.ProjectID == projectID && !n.CreatedAt.Before(since) && keep(n) &&
+		earlier := before.CreatedAt.IsZero() || n.CreatedAt.Before(before.CreatedAt) ||
+			(n.CreatedAt.Equal(before.CreatedAt) && before.ID != 0 && n.ID < before.ID)
+		if n.ProjectID == projectID && !n.CreatedAt.Before(since) && earlier && keep(n) &&
 			(len(kinds) == 0 || slices.Contains(kinds, n.Kind)) {
 			c++
 		}

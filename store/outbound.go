@@ -232,12 +232,14 @@ func (s *Store) BouncingRecipients(ctx context.Context, ticketID int64, at time.
 // CountNotifications counts the notifications of the given kinds (every
 // kind when kinds is empty) created for recipient (case-insensitive) in the
 // project at or after since, across all its tickets, in any state but
-// failed (pending, sent and suppressed count): the input to per-recipient
-// caps on automatic mail.
-func (s *Store) CountNotifications(ctx context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time) (int, error) {
+// failed (pending, sent and suppressed count), and queued before before
+// (every one when it is zero): the input to per-recipient caps on
+// automatic mail.
+func (s *Store) CountNotifications(ctx context.Context, projectID int64, recipient string, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification) (int, error) {
 	q := s.db.WithContext(ctx).Model(&notificationRow{}).
 		Where("project_id = ? AND LOWER(recipient) = ? AND created_at >= ? AND state <> ?",
 			projectID, strings.ToLower(strings.TrimSpace(recipient)), since.UTC(), string(ticket.NotificationFailed))
+	q = queuedBefore(q, before)
 	n, err := countOfKinds(q, kinds)
 	if err != nil {
 		return 0, fmt.Errorf("count notifications to %s in project %d: %w", recipient, projectID, err)
@@ -248,17 +250,33 @@ func (s *Store) CountNotifications(ctx context.Context, projectID int64, recipie
 // CountProjectMail counts the notifications of the given kinds (every kind
 // when kinds is empty) that the project queued at or after since and that
 // went out or may still go out (pending and sent; suppressed and failed ones
-// are not mail anyone received): the input to the project's ceiling on
-// automatic mail.
-func (s *Store) CountProjectMail(ctx context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time) (int, error) {
+// are not mail anyone received), queued before before (every one when it
+// is zero): the input to the project's ceiling on automatic mail.
+func (s *Store) CountProjectMail(ctx context.Context, projectID int64, kinds []ticket.NotificationKind, since time.Time, before ticket.Notification) (int, error) {
 	q := s.db.WithContext(ctx).Model(&notificationRow{}).
 		Where("project_id = ? AND created_at >= ? AND state IN ?", projectID, since.UTC(),
 			[]string{string(ticket.NotificationPending), string(ticket.NotificationSent)})
+	q = queuedBefore(q, before)
 	n, err := countOfKinds(q, kinds)
 	if err != nil {
 		return 0, fmt.Errorf("count mail of project %d: %w", projectID, err)
 	}
 	return n, nil
+}
+
+// queuedBefore keeps of q the notifications queued before n: created
+// earlier, or at the same time with a smaller ID (a group of deliveries
+// commits its notifications with one timestamp, so time alone cannot order
+// them). The zero n keeps everything.
+func queuedBefore(q *gorm.DB, n ticket.Notification) *gorm.DB {
+	switch {
+	case n.CreatedAt.IsZero():
+		return q
+	case n.ID == 0:
+		return q.Where("created_at < ?", n.CreatedAt.UTC())
+	}
+	at := n.CreatedAt.UTC()
+	return q.Where("(created_at < ? OR (created_at = ? AND id < ?))", at, at, n.ID)
 }
 
 // countOfKinds counts the notifications q selects of the given kinds

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -379,7 +380,7 @@ func TestCountNotifications(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				got, err := e.s.CountNotifications(ctx, tt.projectID, tt.recipient, tt.kinds, tt.since)
+				got, err := e.s.CountNotifications(ctx, tt.projectID, tt.recipient, tt.kinds, tt.since, ticket.Notification{})
 				if err != nil || got != tt.want {
 					t.Fatalf("CountNotifications(project %d, %s, %v, since %v) = %d, %v; want %d",
 						tt.projectID, tt.recipient, tt.kinds, tt.since, got, err, tt.want)
@@ -431,11 +432,52 @@ func TestCountProjectMail(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				got, err := e.s.CountProjectMail(ctx, tt.projectID, tt.kinds, tt.since)
+				got, err := e.s.CountProjectMail(ctx, tt.projectID, tt.kinds, tt.since, ticket.Notification{})
 				if err != nil || got != tt.want {
 					t.Fatalf("CountProjectMail(project %d, %v, since %v) = %d, %v; want %d", tt.projectID, tt.kinds, tt.since, got, err, tt.want)
 				}
 			})
+		}
+	})
+}
+
+// TestCountQueuedBefore: a group of deliveries commits its notifications
+// with one timestamp; the counts order them by ID then, so each one sees
+// exactly those queued before it.
+func TestCountQueuedBefore(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		p := mustProjects(t, e.s, "acme")[0]
+		var ds []ticket.Delivery
+		for i := range 3 {
+			mid := "burst" + strconv.Itoa(i) + "@customer.test"
+			ds = append(ds, newTicketDelivery(p, mustFetch(t, e.s, p.ID, uint32(i+1), mid), "<"+mid+">"))
+		}
+		var ns []ticket.Notification
+		for _, c := range mustCommitMany(t, e.s, ds) { // one group, one timestamp
+			n, err := e.s.Notification(ctx, c.Notifications[0])
+			if err != nil {
+				t.Fatalf("Notification: %v", err)
+			}
+			ns = append(ns, n)
+		}
+		// SQLite commits a group with one timestamp (PostgreSQL commits each
+		// new ticket in its own statement): either way each one counts
+		// exactly those queued before it.
+		if e.s.dialect != dialectPostgres && !ns[0].CreatedAt.Equal(ns[2].CreatedAt) {
+			t.Fatalf("created at %v and %v, want one timestamp for the group", ns[0].CreatedAt, ns[2].CreatedAt)
+		}
+		since := ns[0].CreatedAt.Add(-time.Minute)
+		kinds := []ticket.NotificationKind{ticket.NotifyThankYou}
+		for i, n := range ns {
+			got, err := e.s.CountNotifications(ctx, p.ID, "alice@customer.test", kinds, since, n)
+			if err != nil || got != i {
+				t.Errorf("CountNotifications before the %d. = %d, %v; want %d", i+1, got, err, i)
+			}
+			got, err = e.s.CountProjectMail(ctx, p.ID, kinds, since, n)
+			if err != nil || got != i {
+				t.Errorf("CountProjectMail before the %d. = %d, %v; want %d", i+1, got, err, i)
+			}
 		}
 	})
 }
