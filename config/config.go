@@ -60,8 +60,14 @@ type HTTP struct {
 	// Listen is host:port. Defaults to 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
 	// PublicURL is the base of links put in emails. Optional.
-	PublicURL string  `yaml:"public_url"`
-	Tokens    []Token `yaml:"tokens"`
+	PublicURL string `yaml:"public_url"`
+	// MetricsListen is host:port where a process without the web role
+	// serves /healthz, /readyz and /metrics (its own counters: fetches,
+	// outcomes, sends), for probes and scraping in a split deployment.
+	// Empty (the default): such a process listens nowhere. serve's
+	// --metrics-listen overrides it per process.
+	MetricsListen string  `yaml:"metrics_listen"`
+	Tokens        []Token `yaml:"tokens"`
 }
 
 // Token is a bearer token for the API and the monitor.

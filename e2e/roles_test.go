@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +24,8 @@ func TestSplitRoles(t *testing.T) {
 	stack.AddUser(t, customer, "pw")
 	env := newDesk(t, stack, backends[0], envOptions{desk: deskAddr})
 	st := env.openStore()
-	env.serve("--roles", "scheduler,ingest")
+	probes := freeAddr(t)
+	env.serve("--roles", "scheduler,ingest", "--metrics-listen", probes)
 
 	m := custMail{from: customer, to: deskAddr, subject: "Split roles", body: "hello", messageID: "<roles-1@customer.test>"}
 	stack.Deliver(t, deskAddr, m.raw())
@@ -32,6 +36,21 @@ func TestSplitRoles(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if got := stack.WaitForMail(t, customer, "pw", 0, time.Second); len(got) != 0 {
 		t.Fatalf("%d mails sent with no notify process running; want none", len(got))
+	}
+	// Without the web role, the process still answers probes and serves
+	// its own counters for scraping.
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok",
+		"/metrics": `servicedesk_inbound_messages_total{outcome="ticket_created",project="acme"} 1`} {
+		eventually(t, 10*time.Second, "GET "+path+" of the ingest process", func() (bool, string) {
+			resp, err := http.Get("http://" + probes + path)
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode == http.StatusOK && strings.Contains(string(body), want),
+				fmt.Sprintf("%d: %.200s", resp.StatusCode, body)
+		})
 	}
 	env.serve("--roles", "notify")
 	got := stack.WaitForMail(t, customer, "pw", 1, 60*time.Second)

@@ -20,7 +20,8 @@ var version = "dev"
 const usage = `usage: servicedesk [--config FILE] COMMAND [ARGS]
 
 commands:
-  serve [--roles scheduler,worker,web]   run the given roles (default: all three)
+  serve [--roles scheduler,worker,web] [--metrics-listen ADDR]
+                                         run the given roles (default: all three)
   migrate                                bring the database schema up to date
   check                                  validate config, connect to Redis, DB, every IMAP and SMTP server
   tickets list [--project KEY] [--status open|closed] [--page N] [--per-page N] [--json]

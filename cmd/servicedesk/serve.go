@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,8 +30,12 @@ import (
 func (c *cli) serve(ctx context.Context, args []string) error {
 	fs := newFlags("serve")
 	rolesFlag := fs.String("roles", "scheduler,worker,web", "comma-separated roles: scheduler, worker (= ingest + notify), ingest, notify, web")
+	metricsListen := fs.String("metrics-listen", "", "without the web role: serve /healthz, /readyz and /metrics on this host:port (default http.metrics_listen)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *metricsListen == "" {
+		*metricsListen = c.cfg.HTTP.MetricsListen
 	}
 	roles := map[string]bool{}
 	for _, r := range strings.Split(*rolesFlag, ",") {
@@ -81,6 +87,33 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	var stops []func(context.Context)
 	errc := make(chan error, 3)
+	// serveHTTP listens on addr and serves h until shutdown, with the
+	// server's timeouts; a failure to serve ends the process.
+	serveHTTP := func(addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: httpReadHeaderTimeout,
+			ReadTimeout:       httpReadTimeout,
+			WriteTimeout:      httpWriteTimeout,
+			IdleTimeout:       httpIdleTimeout,
+			MaxHeaderBytes:    httpMaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(c.log.With("component", "http").Handler(), slog.LevelWarn),
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		stops = append(stops, func(ctx context.Context) { _ = srv.Shutdown(ctx) })
+		c.log.Info("http listening", "addr", ln.Addr().String())
+		return nil
+	}
 
 	if roles["worker"] || roles["ingest"] || roles["notify"] {
 		templates, err := notifyTemplates(c.cfg.Projects)
@@ -137,28 +170,26 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			TrustedOrigins: publicOrigins(c.cfg.HTTP.PublicURL),
 			SlowTimeout:    httpSlowTimeout,
 		})
-		ln, err := net.Listen("tcp", c.cfg.HTTP.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", c.cfg.HTTP.Listen, err)
+		if err := serveHTTP(c.cfg.HTTP.Listen, handler); err != nil {
+			return err
 		}
-		srv := &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: httpReadHeaderTimeout,
-			ReadTimeout:       httpReadTimeout,
-			WriteTimeout:      httpWriteTimeout,
-			IdleTimeout:       httpIdleTimeout,
-			MaxHeaderBytes:    httpMaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(c.log.With("component", "http").Handler(), slog.LevelWarn),
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("http: %w", err)
+	} else if *metricsListen != "" {
+		// No web role: only the probes and this process's own metrics,
+		// unauthenticated like /metrics on the web listener.
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			if err := cmp.Or(rdb.Ping(r.Context()).Err(), st.Ping(r.Context())); err != nil {
+				c.log.Warn("not ready", "err", err)
+				http.Error(w, "not ready: redis or database unreachable", http.StatusServiceUnavailable)
+				return
 			}
-		}()
-		stops = append(stops, func(ctx context.Context) { _ = srv.Shutdown(ctx) })
-		c.log.Info("http listening", "addr", ln.Addr().String())
+			_, _ = io.WriteString(w, "ok\n")
+		})
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if err := serveHTTP(*metricsListen, mux); err != nil {
+			return err
+		}
 	}
 	c.log.Info("servicedesk started", "roles", *rolesFlag, "projects", len(desks), "version", version)
 

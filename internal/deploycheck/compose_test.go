@@ -138,7 +138,11 @@ func TestCompose(t *testing.T) {
 		if s.Build == nil || s.Build.Context != root || s.Build.Dockerfile != "Dockerfile" {
 			t.Errorf("%s: want build from the top-level Dockerfile, have %+v", where, s.Build)
 		}
-		if want := []string{"serve", "--roles", role}; !slices.Equal(s.Command, want) {
+		want := []string{"serve", "--roles", role}
+		if role != "web" {
+			want = append(want, "--metrics-listen", "0.0.0.0:9090")
+		}
+		if !slices.Equal(s.Command, want) {
 			t.Errorf("%s: command %q, want %q", where, s.Command, want)
 		}
 		for _, dep := range []string{"redis", "postgres"} {
@@ -153,19 +157,19 @@ func TestCompose(t *testing.T) {
 			t.Errorf("%s: stop_grace_period %v: want longer than worker.shutdown_timeout (30s)", where, s.StopGracePeriod)
 		}
 
-		// Only web listens: it alone has a health check, on /readyz.
+		// Every role has a health check on /readyz: web on its listener,
+		// the others on --metrics-listen.
+		port := "9090"
 		if role == "web" {
-			test := hc(name)
-			if len(test) != 4 || test[0] != "CMD" || test[1] != "servicedesk" || test[2] != "healthcheck" {
-				t.Errorf("%s: healthcheck %q: want [CMD servicedesk healthcheck URL]", where, test)
-			} else if u, err := url.Parse(test[3]); err != nil || u.Path != "/readyz" || u.Port() != "8080" {
-				t.Errorf("%s: healthcheck URL %s: want /readyz on 8080", where, test[3])
-			}
-			if len(s.Ports) != 1 || s.Ports[0].Target != 8080 {
-				t.Errorf("%s: ports %+v: want 8080 published", where, s.Ports)
-			}
-		} else if hc(name) != nil {
-			t.Errorf("%s: healthcheck %q, but only the web role has an HTTP listener", where, hc(name))
+			port = "8080"
+		}
+		if test := hc(name); len(test) != 4 || test[0] != "CMD" || test[1] != "servicedesk" || test[2] != "healthcheck" {
+			t.Errorf("%s: healthcheck %q: want [CMD servicedesk healthcheck URL]", where, test)
+		} else if u, err := url.Parse(test[3]); err != nil || u.Path != "/readyz" || u.Port() != port {
+			t.Errorf("%s: healthcheck URL %s: want /readyz on %s", where, test[3], port)
+		}
+		if role == "web" && (len(s.Ports) != 1 || s.Ports[0].Target != 8080) {
+			t.Errorf("%s: ports %+v: want 8080 published", where, s.Ports)
 		}
 		if role == "worker" && (s.Deploy == nil || s.Deploy.Replicas == nil || *s.Deploy.Replicas != 2) {
 			t.Errorf("%s: want deploy.replicas: 2", where)

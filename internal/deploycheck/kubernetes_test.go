@@ -78,8 +78,8 @@ func decodeAll(t *testing.T, where string, data []byte) []runtime.Object {
 // TestKubernetesManifests decodes every manifest strictly, renders the
 // kustomization with kubectl (installed here and on CI: not skipped), and
 // checks the rendered objects: a Deployment per role with its replicas,
-// probes on real endpoints of the container port (web; the other roles
-// have no listener), a grace period longer than worker.shutdown_timeout,
+// probes on real endpoints of the container port (web's listener, the
+// other roles' --metrics-listen), a grace period longer than worker.shutdown_timeout,
 // a non-root read-only container with resource requests and limits, env
 // that is all config keys with every secret file in the Secret, a worker
 // PodDisruptionBudget and an autoscaler on a metric asynq really exports.
@@ -172,7 +172,11 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Fatalf("%s: %d containers, want 1", where, len(pod.Containers))
 		}
 		c := pod.Containers[0]
-		if wantArgs := []string{"serve", "--roles", role}; !slices.Equal(c.Args, wantArgs) || len(c.Command) != 0 {
+		wantArgs := []string{"serve", "--roles", role}
+		if role != "web" {
+			wantArgs = append(wantArgs, "--metrics-listen", "0.0.0.0:9090")
+		}
+		if !slices.Equal(c.Args, wantArgs) || len(c.Command) != 0 {
 			t.Errorf("%s: args %q (command %q), want %q after the image's entrypoint", where, c.Args, c.Command, wantArgs)
 		}
 		if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
@@ -236,14 +240,14 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("%s: terminationGracePeriodSeconds %v: want longer than worker.shutdown_timeout %v", where, grace, cfg.Worker.ShutdownTimeout)
 		}
 
-		if role != "web" {
-			if c.ReadinessProbe != nil || c.LivenessProbe != nil || len(c.Ports) != 0 {
-				t.Errorf("%s: probes or ports, but only the web role has an HTTP listener", where)
-			}
-			continue
+		// web probes its listener (8080, SERVICEDESK_HTTP_LISTEN of the
+		// image); the other roles the one --metrics-listen opens (9090).
+		port := int32(9090)
+		if role == "web" {
+			port = 8080
 		}
-		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 8080 {
-			t.Fatalf("%s: ports %+v: want 8080 (SERVICEDESK_HTTP_LISTEN of the image)", where, c.Ports)
+		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port {
+			t.Fatalf("%s: ports %+v: want %d", where, c.Ports, port)
 		}
 		checkProbe := func(kind string, p *corev1.Probe, path string) {
 			if p == nil || p.HTTPGet == nil {
@@ -251,11 +255,14 @@ func TestKubernetesManifests(t *testing.T) {
 				return
 			}
 			if p.HTTPGet.Path != path || !portIs(p.HTTPGet.Port, c.Ports[0]) {
-				t.Errorf("%s: %s probe %s on %s, want %s on the container port 8080", where, kind, p.HTTPGet.Path, p.HTTPGet.Port.String(), path)
+				t.Errorf("%s: %s probe %s on %s, want %s on the container port %d", where, kind, p.HTTPGet.Path, p.HTTPGet.Port.String(), path, port)
 			}
 		}
 		checkProbe("readiness", c.ReadinessProbe, "/readyz")
 		checkProbe("liveness", c.LivenessProbe, "/healthz")
+		if role != "web" {
+			continue
+		}
 		if len(services) != 1 || !labels.SelectorFromSet(services[0].Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) ||
 			!portIs(services[0].Spec.Ports[0].TargetPort, c.Ports[0]) {
 			t.Errorf("want one Service selecting the web pods on their port 8080")
