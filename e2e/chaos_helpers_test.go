@@ -233,18 +233,7 @@ func (r *chaosRedis) start() error {
 }
 
 // kill SIGKILLs the server and waits for its exit. Safe to call twice.
-func (r *chaosRedis) kill() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-r.done:
-		return
-	default:
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.done
-}
+func (r *chaosRedis) kill() { sigkill(r.cmd, r.done) }
 
 func (r *chaosRedis) dbsize() (int64, error) {
 	rdb := r.client()

@@ -79,17 +79,22 @@ func (r *privateRedis) start() {
 
 // stop kills the server (SIGKILL: an outage, not a shutdown) and waits for
 // it to exit. Safe to call twice.
-func (r *privateRedis) stop() {
-	if r.cmd == nil || r.cmd.Process == nil {
+func (r *privateRedis) stop() { sigkill(r.cmd, r.done) }
+
+// sigkill SIGKILLs the process cmd started (a crash, not a shutdown) and
+// waits until done, closed when its Wait returned, is closed. Safe to call
+// twice, and before the process started.
+func sigkill(cmd *exec.Cmd, done <-chan struct{}) {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	select {
-	case <-r.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.done
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
 }
 
 // dump returns every key of every database of r with its value, whatever

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,15 +97,7 @@ func (n *redisNode) client() *redis.Client {
 
 // kill sends SIGKILL (a crash, not a shutdown) and waits for the exit. Safe
 // to call twice.
-func (n *redisNode) kill() {
-	select {
-	case <-n.done:
-		return
-	default:
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGKILL)
-	<-n.done
-}
+func (n *redisNode) kill() { sigkill(n.cmd, n.done) }
 
 // info returns the fields of one INFO section of the node.
 func (n *redisNode) info(ctx context.Context, section string) (map[string]string, error) {
