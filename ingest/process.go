@@ -517,11 +517,11 @@ func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bo
 		return threading{ticketID: id, how: "reply key", trusted: true}, err
 	}
 
-	ids := uniqueFold(append(append([]string(nil), inReplyTo...), refs...))
+	ids := appendUnique(nil, append(append([]string(nil), inReplyTo...), refs...)...)
 	how := "In-Reply-To/References"
 	if bounce {
 		if mid, _ := BounceOriginal(m); mid != "" {
-			ids = uniqueFold(append(ids, mid))
+			ids = appendUnique(ids, mid)
 			how = "bounced Message-ID"
 		}
 	}
@@ -578,22 +578,6 @@ func (p *Processor) onTicket(ctx context.Context, id int64, m *Mail) (bool, erro
 		}
 	}
 	return false, nil
-}
-
-// uniqueFold drops empty and case-insensitively repeated entries, keeping
-// the first of each.
-func uniqueFold(list []string) []string {
-	seen := make(map[string]bool, len(list))
-	out := list[:0]
-	for _, v := range list {
-		k := strings.ToLower(v)
-		if v == "" || seen[k] {
-			continue
-		}
-		seen[k] = true
-		out = append(out, v)
-	}
-	return out
 }
 
 // byReplyKey verifies the candidate keys for proj and returns the first
