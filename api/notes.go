@@ -13,7 +13,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/servicedesk/servicedesk/ticket"
@@ -206,7 +205,7 @@ func cleanFilename(name string) string {
 		name = name[i+1:]
 	}
 	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		if ticket.HiddenRune(r) {
 			return -1
 		}
 		return r
