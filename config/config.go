@@ -107,6 +107,13 @@ type Mail struct {
 	// (replies still thread by Message-ID).
 	ReplyKeySecret     string `yaml:"reply_key_secret"`
 	ReplyKeySecretFile string `yaml:"reply_key_secret_file"`
+	// TokenKey encrypts (AES-256-GCM) the OAuth2 refresh tokens stored in
+	// the database, at least MinTokenKeyLength characters. Required when
+	// a mailbox uses auth: xoauth2 with a refresh_token. Changing it makes
+	// the stored tokens unreadable: the configured refresh_token is used
+	// again.
+	TokenKey     string `yaml:"token_key"`
+	TokenKeyFile string `yaml:"token_key_file"`
 }
 
 // Scheduler tunes the scheduler role.
@@ -207,6 +214,9 @@ type IMAP struct {
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
+	// Auth is password (default), xoauth2 or oauthbearer: see OAuth2.
+	Auth   string `yaml:"auth"`
+	OAuth2 OAuth2 `yaml:"oauth2"`
 	// Folder defaults to INBOX.
 	Folder string `yaml:"folder"`
 	// PollInterval is how often the mailbox is fetched. Defaults to 30s; at least 1s.
@@ -234,6 +244,10 @@ type SMTP struct {
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
+	// Auth is password (default), xoauth2 or oauthbearer: see OAuth2.
+	// With an OAuth2 auth, Username (the mailbox) is required.
+	Auth   string `yaml:"auth"`
+	OAuth2 OAuth2 `yaml:"oauth2"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
@@ -298,6 +312,9 @@ func (c *Config) readSecretFiles() error {
 	if err := read("mail.reply_key_secret", &c.Mail.ReplyKeySecret, c.Mail.ReplyKeySecretFile); err != nil {
 		return err
 	}
+	if err := read("mail.token_key", &c.Mail.TokenKey, c.Mail.TokenKeyFile); err != nil {
+		return err
+	}
 	for i := range c.HTTP.Tokens {
 		t := &c.HTTP.Tokens[i]
 		if err := read(fmt.Sprintf("http.tokens[%d].token", i), &t.Token, t.TokenFile); err != nil {
@@ -310,6 +327,12 @@ func (c *Config) readSecretFiles() error {
 			return err
 		}
 		if err := read(fmt.Sprintf("projects[%d].smtp.password", i), &p.SMTP.Password, p.SMTP.PasswordFile); err != nil {
+			return err
+		}
+		if err := p.IMAP.OAuth2.readFiles(fmt.Sprintf("projects[%d].imap.oauth2", i), read); err != nil {
+			return err
+		}
+		if err := p.SMTP.OAuth2.readFiles(fmt.Sprintf("projects[%d].smtp.oauth2", i), read); err != nil {
 			return err
 		}
 		for kind, t := range p.Templates {
@@ -388,6 +411,8 @@ func (c *Config) withDefaults() {
 			defInt(&p.IMAP.Port, 143)
 		}
 		def(&p.SMTP.Security, "starttls")
+		def(&p.IMAP.Auth, AuthPassword)
+		def(&p.SMTP.Auth, AuthPassword)
 		if p.SMTP.Port == 0 {
 			p.SMTP.Port = map[string]int{"tls": 465, "starttls": 587, "none": 25}[p.SMTP.Security]
 		}
@@ -434,6 +459,9 @@ func (c *Config) Validate() error {
 			bad("http.tokens[%d] (%s): role %q: want admin, agent or guest", i, t.Name, t.Role)
 		}
 	}
+	if err := c.validateTokenKey(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Projects) == 0 {
 		bad("projects: at least one project is required")
 	}
@@ -460,8 +488,13 @@ func (c *Config) Validate() error {
 		if !oneOf(p.IMAP.Security, "tls", "starttls", "none") {
 			bad("%s.imap.security %q: want tls, starttls or none", at, p.IMAP.Security)
 		}
-		if p.IMAP.Password == "" {
+		if p.IMAP.Password == "" && p.IMAP.Auth == AuthPassword {
 			bad("%s.imap.password: required (or password_file)", at)
+		}
+		errs = append(errs, validateAuth(at+".imap", p.IMAP.Auth, p.IMAP.OAuth2, c.Mail.TokenKey)...)
+		errs = append(errs, validateAuth(at+".smtp", p.SMTP.Auth, p.SMTP.OAuth2, c.Mail.TokenKey)...)
+		if UsesOAuth2(p.SMTP.Auth) && p.SMTP.Username == "" {
+			bad("%s.smtp.username: required with auth %s (the mailbox the token is for)", at, p.SMTP.Auth)
 		}
 		if time.Duration(p.IMAP.PollInterval) < time.Second {
 			bad("%s.imap.poll_interval %s: at least 1s", at, p.IMAP.PollInterval)
@@ -478,7 +511,7 @@ func (c *Config) Validate() error {
 		if !oneOf(p.SMTP.Security, "tls", "starttls", "none") {
 			bad("%s.smtp.security %q: want tls, starttls or none", at, p.SMTP.Security)
 		}
-		if p.SMTP.Username != "" && p.SMTP.Password == "" {
+		if p.SMTP.Username != "" && p.SMTP.Password == "" && p.SMTP.Auth == AuthPassword {
 			bad("%s.smtp.password: required with a username (or password_file)", at)
 		}
 		for kind, t := range p.Templates {
