@@ -70,6 +70,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Transient reports whether a retry later may help (mailbox.Temporary and
+// notify.Permanent ask).
+func (e *Error) Transient() bool { return e.Temporary }
+
 // StepOf returns the step of the *Error in err's chain.
 func StepOf(err error) (Step, bool) {
 	var e *Error

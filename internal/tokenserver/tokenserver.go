@@ -8,11 +8,15 @@
 package tokenserver
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,7 +58,7 @@ func Start(t testing.TB) *Server {
 		issued: map[string]int{}, refused: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
-	mux.HandleFunc("POST /introspect", s.introspect)
+	mux.HandleFunc("/introspect", s.introspect)
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
@@ -220,14 +224,14 @@ func (s *Server) fail(w http.ResponseWriter, status int, code string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": "test server says " + code})
 }
 
-// introspect answers RFC 7662: {"active": true, "username": user} for a
+// introspect answers RFC 7662 (POST token=...) and the tokeninfo GET
+// (?token=...) Dovecot asks first: {"active": true, "username": user} for a
 // live token, {"active": false} for any other.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checked++
-	_ = r.ParseForm()
-	g, ok := s.access[r.PostForm.Get("token")]
+	g, ok := s.access[r.FormValue("token")]
 	w.Header().Set("Content-Type", "application/json")
 	if !ok || time.Now().After(g.expires) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"active": false})
@@ -240,4 +244,27 @@ func random() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ClientCredentials gets an access token for the app user directly, for
+// tests that bypass package oauth.
+func ClientCredentials(ctx context.Context, s *Server) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {s.ClientID}, "client_secret": {s.ClientSecret}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.TokenURL(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		return "", fmt.Errorf("token endpoint answered %s", resp.Status)
+	}
+	return body.AccessToken, nil
 }
