@@ -59,9 +59,13 @@ func (c *cli) check(ctx context.Context, args []string) error {
 	if st != nil {
 		defer st.Close()
 	}
+	if err := c.startMailTokens(st, nil); err != nil {
+		line("oauth2 tokens", err)
+	}
 	for _, p := range c.cfg.Projects {
+		c.checkTokens(ctx, p, line)
 		step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
-			mb, err := mailbox.Dial(ctx, imapConfig(p), c.log)
+			mb, err := mailbox.Dial(ctx, c.imapOf(p), c.log)
 			if err != nil {
 				return err
 			}
@@ -72,7 +76,7 @@ func (c *cli) check(ctx context.Context, args []string) error {
 			return nil // a move target folder is created on first use
 		})
 		step(fmt.Sprintf("project %s smtp %s:%d", p.Key, p.SMTP.Host, p.SMTP.Port), 30*time.Second, func(ctx context.Context) error {
-			return notify.Check(ctx, smtpConfig(p))
+			return notify.Check(ctx, c.smtpOf(p))
 		})
 		if st != nil {
 			c.verificationLine(ctx, st, p.Key, line)

@@ -83,6 +83,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		projectKeys = append(projectKeys, d.Config.Key)
 	}
 	m.InitProjects(projectKeys)
+	if err := c.startMailTokens(st, m); err != nil {
+		return err
+	}
 
 	var wg sync.WaitGroup
 	var stops []func(context.Context)
@@ -126,7 +129,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		handoff := jobs.NewHandoff(32<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
-		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
+		deliverer := notify.NewDeliverer(st, keys, c.withSMTPTokens(notifyProjects(desks, c.cfg.HTTP.PublicURL)), &notify.Options{Logger: c.log,
 			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates,
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})

@@ -85,7 +85,7 @@ func smtpConfig(p config.Project) notify.SMTPConfig {
 
 func (c *cli) dialer() jobs.Dialer {
 	return func(ctx context.Context, p config.Project) (jobs.Mailbox, error) {
-		cfg := imapConfig(p)
+		cfg := c.imapOf(p)
 		// Whatever a server says a message's size is, no more than the
 		// limit (and a byte, to tell) is read of it.
 		cfg.MaxMessageSize = int64(c.cfg.Limits.MaxMessageSize)

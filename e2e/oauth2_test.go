@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
+
+	"github.com/servicedesk/servicedesk/internal/mailstack"
+	"github.com/servicedesk/servicedesk/internal/tokenserver"
+)
+
+const tokenKey = "e2e-token-key-0123456789abcdef-0123456789"
+
+// oauthDesk is a desk whose IMAP (XOAUTH2) and SMTP (OAUTHBEARER, through
+// Dovecot's submission service) log in with tokens from a refresh token;
+// Dovecot's oauth2 passdb asks ts whether each token is valid.
+type oauthDesk struct {
+	t        *testing.T
+	ts       *tokenserver.Server
+	stack    *mailstack.Stack
+	dbFile   string
+	redisURL string
+	httpAddr string
+	config   string
+}
+
+func (d *oauthDesk) writeConfig(refreshToken string) {
+	d.t.Helper()
+	imapHost, imapPort := splitHostPort(d.t, d.stack.IMAPAddr)
+	subHost, subPort := splitHostPort(d.t, d.stack.SMTPAuthAddr)
+	oauth2 := fmt.Sprintf(`{token_url: %q, client_id: %s, client_secret: %s, refresh_token: %s, scopes: ["https://mail.google.com/"]}`,
+		d.ts.TokenURL(), d.ts.ClientID, d.ts.ClientSecret, refreshToken)
+	cfg := fmt.Sprintf(`
+redis: {url: %q}
+database: {url: "sqlite://%s"}
+http:
+  listen: %s
+  tokens: [{name: e2e, token: %s, role: admin}]
+mail: {reply_key_secret: %s, token_key: %s}
+scheduler: {tick: 200ms}
+worker: {shutdown_timeout: 10s}
+log: {level: info, format: text}
+projects:
+  - key: acme
+    address: %s
+    imap: {host: %s, port: %d, security: none, poll_interval: 1s, auth: xoauth2, oauth2: %s}
+    smtp: {host: %s, port: %d, security: starttls, insecure_skip_verify: true, username: %s, auth: oauthbearer, oauth2: %s}
+`, d.redisURL, d.dbFile, d.httpAddr, adminToken, replySecret, tokenKey, desk, imapHost, imapPort, oauth2,
+		subHost, subPort, desk, oauth2)
+	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// metric returns the value of servicedesk_oauth2_token_errors_total for
+// acme and step (0 when the series does not exist yet, -1 while the
+// server does not answer).
+func (d *oauthDesk) metric(step string) float64 {
+	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	want := fmt.Sprintf(`servicedesk_oauth2_token_errors_total{project="acme",step=%q} `, step)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), want); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+func (d *oauthDesk) check() string {
+	d.t.Helper()
+	out, _ := (&deskEnv{config: d.config}).run("check") // exits 1 when a line fails
+	return out
+}
+
+// TestOAuth2Mailbox runs a Gmail-style desk (refresh token, rotated on
+// every refresh) against real Dovecot whose oauth2 passdb decides whether
+// each token is valid: the server, not our code.
+func TestOAuth2Mailbox(t *testing.T) {
+	ts := tokenserver.Start(t)
+	ts.SetRotation(true)
+	stack := mailstack.Start(t, mailstack.WithOAuth2(ts.IntrospectionURL()))
+	dir := t.TempDir()
+	d := &oauthDesk{t: t, ts: ts, stack: stack, dbFile: filepath.Join(dir, "desk.db"), redisURL: redisURL(t),
+		httpAddr: freeAddr(t), config: filepath.Join(dir, "servicedesk.yaml")}
+	consent := ts.NewRefreshToken(desk)
+	d.writeConfig(consent)
+	serve := startServe(t, d.config)
+	top := t
+
+	const alice = "alice@customer.test"
+	mail := func(n int) []byte {
+		return custMail{from: alice, to: desk, subject: fmt.Sprintf("oauth mail %d", n), body: "hello",
+			messageID: fmt.Sprintf("<oauth-%d-%s@customer.test>", n, randomHex(4))}.raw()
+	}
+	st := (&deskEnv{t: t, dbURL: "sqlite://" + d.dbFile}).openStore()
+	waitTickets := func(n int) {
+		t.Helper()
+		eventually(t, 60*time.Second, fmt.Sprintf("%d tickets", n), func() (bool, string) {
+			got := len(tickets(t, st))
+			return got == n, fmt.Sprintf("%d tickets", got)
+		})
+	}
+	thankYous := func(n int) {
+		t.Helper()
+		msgs := stack.WaitForMail(t, alice, mailstack.Password, n, 60*time.Second)
+		if !bytes.Contains(msgs[n-1], []byte("[acme#")) {
+			t.Fatalf("alice's mail %d is not a thank-you:\n%s", n, msgs[n-1])
+		}
+	}
+
+	t.Run("with a good token the fetch (XOAUTH2) and the send (OAUTHBEARER) work", func(t *testing.T) {
+		stack.Deliver(t, desk, mail(1))
+		waitTickets(1)
+		thankYous(1)
+	})
+
+	t.Run("the rotated refresh token is stored encrypted: the database never holds it in clear", func(t *testing.T) {
+		live := ts.LiveRefreshTokens()
+		if len(live) != 1 || live[0] == consent {
+			t.Fatalf("live refresh tokens %v: want one, rotated from the consent", live)
+		}
+		db, err := sqlite3driver.Open("file:" + d.dbFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var sealed int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM oauth_tokens WHERE sealed LIKE 'v1:%'`).Scan(&sealed); err != nil || sealed != 1 {
+			t.Fatalf("sealed rows in oauth_tokens = %d, %v; want 1", sealed, err)
+		}
+		for _, f := range []string{d.dbFile, d.dbFile + "-wal"} {
+			b, _ := os.ReadFile(f)
+			if bytes.Contains(b, []byte(live[0])) {
+				t.Fatalf("%s holds the live refresh token in clear", f)
+			}
+		}
+	})
+
+	t.Run("a token the server expires mid-run is refreshed on the next fetch and send; nothing is lost", func(t *testing.T) {
+		ts.ExpireAccessTokens()
+		stack.Deliver(t, desk, mail(2))
+		waitTickets(2)
+		thankYous(2)
+		if v := d.metric("login"); v < 1 {
+			t.Fatalf("servicedesk_oauth2_token_errors_total{step=login} = %v; want the refused token counted", v)
+		}
+	})
+
+	t.Run("after a restart the stored rotated refresh token is used: no new consent", func(t *testing.T) {
+		if err := serve.stop(t); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		serve = startServe(top, d.config) // lives past this subtest
+		stack.Deliver(t, desk, mail(3))
+		waitTickets(3)
+		if n := ts.Refused("invalid_grant"); n != 0 {
+			t.Fatalf("%d invalid_grant answers: the restart used the consent's (rotated away) refresh token", n)
+		}
+	})
+
+	t.Run("a revoked refresh token fails the fetch with a clear error, a metric and a check line; the mail waits", func(t *testing.T) {
+		ts.RevokeRefreshTokens()
+		stack.Deliver(t, desk, mail(4))
+		eventually(t, 60*time.Second, "a grant failure counted", func() (bool, string) {
+			v := d.metric("grant")
+			return v >= 1, fmt.Sprintf("grant errors %v", v)
+		})
+		if !strings.Contains(serve.out.String(), "invalid_grant") {
+			t.Fatalf("the serve log does not say invalid_grant:\n%s", tail(serve.out.String(), 20))
+		}
+		out := d.check()
+		t.Logf("check with the refresh token revoked:\n%s", out)
+		for _, want := range []string{
+			"ok    project acme imap oauth2 token endpoint 127.0.0.1:",
+			"FAIL  project acme imap oauth2 grant refresh_token",
+			"invalid_grant",
+			"a new consent is needed",
+		} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("check output lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, ts.ClientSecret) || strings.Contains(out, consent) {
+			t.Fatalf("check prints a secret:\n%s", out)
+		}
+		if n := len(tickets(t, st)); n != 3 {
+			t.Fatalf("%d tickets; want 3 (the fourth mail cannot be fetched)", n)
+		}
+		// The mail is still in the mailbox (the desk's password still logs in).
+		msgs := stack.WaitForMail(t, desk, deskPass, 4, 10*time.Second)
+		if !bytes.Contains(msgs[3], []byte("oauth mail 4")) {
+			t.Fatalf("the fourth message in the mailbox is %q", msgs[3])
+		}
+	})
+
+	t.Run("check says when the token endpoint is down", func(t *testing.T) {
+		ts.SetDown(true)
+		defer ts.SetDown(false)
+		out := d.check()
+		t.Logf("check with the token endpoint down:\n%s", out)
+		for _, want := range []string{"FAIL  project acme imap oauth2 token endpoint", "HTTP 503", "not checked: the token endpoint did not answer"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("check output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("a new consent in the config picks the waiting mail up", func(t *testing.T) {
+		if err := serve.stop(t); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		d.writeConfig(ts.NewRefreshToken(desk))
+		serve = startServe(top, d.config) // lives past this subtest
+		waitTickets(4)
+		out := d.check()
+		if !strings.Contains(out, "ok    project acme imap oauth2 grant refresh_token") || !strings.Contains(out, "ok    project acme smtp oauth2 grant refresh_token") {
+			t.Fatalf("check after the new consent:\n%s", out)
+		}
+	})
+}
