@@ -16,6 +16,7 @@ import (
 
 	"github.com/servicedesk/servicedesk/internal/mailstack"
 	"github.com/servicedesk/servicedesk/internal/tokenserver"
+	"github.com/servicedesk/servicedesk/store"
 )
 
 const tokenKey = "e2e-token-key-0123456789abcdef-0123456789"
@@ -33,12 +34,20 @@ type oauthDesk struct {
 	config   string
 }
 
+// writeConfig writes the desk's config: Gmail's shape with a refresh
+// token, XOAUTH2 for IMAP and OAUTHBEARER for SMTP.
 func (d *oauthDesk) writeConfig(refreshToken string) {
+	d.t.Helper()
+	d.writeConfigWith(fmt.Sprintf(`{token_url: %q, client_id: %s, client_secret: %s, refresh_token: %s, scopes: ["https://mail.google.com/"]}`,
+		d.ts.TokenURL(), d.ts.ClientID, d.ts.ClientSecret, refreshToken), "oauthbearer")
+}
+
+// writeConfigWith writes the desk's config with oauth2 (a YAML flow
+// mapping) for both mailboxes and smtpAuth for SMTP.
+func (d *oauthDesk) writeConfigWith(oauth2, smtpAuth string) {
 	d.t.Helper()
 	imapHost, imapPort := splitHostPort(d.t, d.stack.IMAPAddr)
 	subHost, subPort := splitHostPort(d.t, d.stack.SMTPAuthAddr)
-	oauth2 := fmt.Sprintf(`{token_url: %q, client_id: %s, client_secret: %s, refresh_token: %s, scopes: ["https://mail.google.com/"]}`,
-		d.ts.TokenURL(), d.ts.ClientID, d.ts.ClientSecret, refreshToken)
 	cfg := fmt.Sprintf(`
 redis: {url: %q}
 database: {url: "sqlite://%s"}
@@ -53,9 +62,9 @@ projects:
   - key: acme
     address: %s
     imap: {host: %s, port: %d, security: none, poll_interval: 1s, auth: xoauth2, oauth2: %s}
-    smtp: {host: %s, port: %d, security: starttls, insecure_skip_verify: true, username: %s, auth: oauthbearer, oauth2: %s}
+    smtp: {host: %s, port: %d, security: starttls, insecure_skip_verify: true, username: %s, auth: %s, oauth2: %s}
 `, d.redisURL, d.dbFile, d.httpAddr, adminToken, replySecret, tokenKey, desk, imapHost, imapPort, oauth2,
-		subHost, subPort, desk, oauth2)
+		subHost, subPort, desk, smtpAuth, oauth2)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		d.t.Fatal(err)
 	}
@@ -87,41 +96,94 @@ func (d *oauthDesk) check() string {
 	return out
 }
 
+func newOAuthDesk(t *testing.T) *oauthDesk {
+	ts := tokenserver.Start(t)
+	stack := mailstack.Start(t, mailstack.WithOAuth2(ts.IntrospectionURL()))
+	dir := t.TempDir()
+	return &oauthDesk{t: t, ts: ts, stack: stack, dbFile: filepath.Join(dir, "desk.db"), redisURL: redisURL(t),
+		httpAddr: freeAddr(t), config: filepath.Join(dir, "servicedesk.yaml")}
+}
+
+// oauthMail is customer mail number n to the desk.
+func oauthMail(n int) []byte {
+	return custMail{from: "alice@customer.test", to: desk, subject: fmt.Sprintf("oauth mail %d", n), body: "hello",
+		messageID: fmt.Sprintf("<oauth-%d-%s@customer.test>", n, randomHex(4))}.raw()
+}
+
+// waitTickets waits for n tickets in the desk's database.
+func (d *oauthDesk) waitTickets(t *testing.T, st *store.Store, n int) {
+	t.Helper()
+	eventually(t, 60*time.Second, fmt.Sprintf("%d tickets", n), func() (bool, string) {
+		got := len(tickets(t, st))
+		return got == n, fmt.Sprintf("%d tickets", got)
+	})
+}
+
+// thankYous waits for n mails to alice, the last a thank-you.
+func (d *oauthDesk) thankYous(t *testing.T, n int) {
+	t.Helper()
+	msgs := d.stack.WaitForMail(t, "alice@customer.test", mailstack.Password, n, 60*time.Second)
+	if !bytes.Contains(msgs[n-1], []byte("[acme#")) {
+		t.Fatalf("alice's mail %d is not a thank-you:\n%s", n, msgs[n-1])
+	}
+}
+
+// TestOAuth2ClientCredentialsMailbox runs a Microsoft 365 app-only desk
+// (client credentials, scope .default, XOAUTH2 for IMAP and SMTP) against
+// Dovecot's oauth2 passdb.
+func TestOAuth2ClientCredentialsMailbox(t *testing.T) {
+	d := newOAuthDesk(t)
+	d.ts.SetAppUser(desk)
+	m365 := func(secret string) string {
+		return fmt.Sprintf(`{token_url: %q, client_id: %s, client_secret: %s, scopes: ["https://outlook.office365.com/.default"]}`,
+			d.ts.TokenURL(), d.ts.ClientID, secret)
+	}
+	d.writeConfigWith(m365(d.ts.ClientSecret), "xoauth2")
+	startServe(t, d.config)
+	st := (&deskEnv{t: t, dbURL: "sqlite://" + d.dbFile}).openStore()
+
+	t.Run("fetch and send work, also after the server expired the token", func(t *testing.T) {
+		d.stack.Deliver(t, desk, oauthMail(1))
+		d.waitTickets(t, st, 1)
+		d.thankYous(t, 1)
+		d.ts.ExpireAccessTokens()
+		d.stack.Deliver(t, desk, oauthMail(2))
+		d.waitTickets(t, st, 2)
+		d.thankYous(t, 2)
+	})
+	t.Run("check passes every line", func(t *testing.T) {
+		out, err := (&deskEnv{config: d.config}).run("check")
+		if err != nil || !strings.Contains(out, "ok    project acme imap oauth2 grant client_credentials") ||
+			!strings.Contains(out, "ok    project acme smtp oauth2 grant client_credentials") {
+			t.Fatalf("check = %v:\n%s", err, out)
+		}
+	})
+	t.Run("a wrong client secret fails the grant line with invalid_client", func(t *testing.T) {
+		d.writeConfigWith(m365("wrong-secret-0123"), "xoauth2")
+		out := d.check()
+		if !strings.Contains(out, "FAIL  project acme imap oauth2 grant client_credentials") || !strings.Contains(out, "invalid_client") ||
+			strings.Contains(out, "wrong-secret-0123") {
+			t.Fatalf("check with a wrong secret:\n%s", out)
+		}
+	})
+}
+
 // TestOAuth2Mailbox runs a Gmail-style desk (refresh token, rotated on
 // every refresh) against real Dovecot whose oauth2 passdb decides whether
 // each token is valid: the server, not our code.
 func TestOAuth2Mailbox(t *testing.T) {
-	ts := tokenserver.Start(t)
+	d := newOAuthDesk(t)
+	ts, stack := d.ts, d.stack
 	ts.SetRotation(true)
-	stack := mailstack.Start(t, mailstack.WithOAuth2(ts.IntrospectionURL()))
-	dir := t.TempDir()
-	d := &oauthDesk{t: t, ts: ts, stack: stack, dbFile: filepath.Join(dir, "desk.db"), redisURL: redisURL(t),
-		httpAddr: freeAddr(t), config: filepath.Join(dir, "servicedesk.yaml")}
 	consent := ts.NewRefreshToken(desk)
 	d.writeConfig(consent)
 	serve := startServe(t, d.config)
 	top := t
 
-	const alice = "alice@customer.test"
-	mail := func(n int) []byte {
-		return custMail{from: alice, to: desk, subject: fmt.Sprintf("oauth mail %d", n), body: "hello",
-			messageID: fmt.Sprintf("<oauth-%d-%s@customer.test>", n, randomHex(4))}.raw()
-	}
+	mail := oauthMail
 	st := (&deskEnv{t: t, dbURL: "sqlite://" + d.dbFile}).openStore()
-	waitTickets := func(n int) {
-		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("%d tickets", n), func() (bool, string) {
-			got := len(tickets(t, st))
-			return got == n, fmt.Sprintf("%d tickets", got)
-		})
-	}
-	thankYous := func(n int) {
-		t.Helper()
-		msgs := stack.WaitForMail(t, alice, mailstack.Password, n, 60*time.Second)
-		if !bytes.Contains(msgs[n-1], []byte("[acme#")) {
-			t.Fatalf("alice's mail %d is not a thank-you:\n%s", n, msgs[n-1])
-		}
-	}
+	waitTickets := func(n int) { t.Helper(); d.waitTickets(t, st, n) }
+	thankYous := func(n int) { t.Helper(); d.thankYous(t, n) }
 
 	t.Run("with a good token the fetch (XOAUTH2) and the send (OAUTHBEARER) work", func(t *testing.T) {
 		stack.Deliver(t, desk, mail(1))
@@ -194,6 +256,9 @@ func TestOAuth2Mailbox(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Fatalf("check output lacks %q:\n%s", want, out)
 			}
+		}
+		if strings.Contains(out, "connection failed") {
+			t.Fatalf("check blames the connection for a refused grant:\n%s", out)
 		}
 		if strings.Contains(out, ts.ClientSecret) || strings.Contains(out, consent) {
 			t.Fatalf("check prints a secret:\n%s", out)

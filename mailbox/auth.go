@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -16,6 +17,10 @@ const (
 	// MechOAuthBearer is OAUTHBEARER (RFC 7628).
 	MechOAuthBearer = "OAUTHBEARER"
 )
+
+// errToken wraps a TokenSource's failure: no connection problem, the
+// token source's error says what failed and whether a retry helps.
+var errToken = errors.New("get an access token")
 
 // TokenSource gives the OAuth2 access token a mailbox logs in with
 // (oauth.Source).
@@ -46,7 +51,7 @@ func (c *Client) login(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		token, err := cfg.Tokens.Token(ctx)
 		if err != nil {
-			return fmt.Errorf("get an access token: %w", err)
+			return fmt.Errorf("%w: %w", errToken, err)
 		}
 		err = c.ic.Authenticate(saslClient(mech, cfg, token))
 		if err == nil {

@@ -250,7 +250,7 @@ func (c *Client) run(ctx context.Context, timeout time.Duration, fn func() error
 		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 	case !time.Now().Before(deadline):
 		return fmt.Errorf("%w after %v: %w", errTimeout, timeout, err)
-	case errors.As(err, &ie), errors.Is(err, ErrAuth), isTLSError(err):
+	case errors.As(err, &ie), errors.Is(err, ErrAuth), errors.Is(err, errToken), isTLSError(err):
 		return err
 	default:
 		return fmt.Errorf("%w: %w", errConnection, err)

@@ -4,7 +4,7 @@
 // 4.4, Microsoft 365 app-only) or the refresh token grant (section 6,
 // Gmail and Microsoft 365 delegated), over golang.org/x/oauth2.
 //
-// A Tokens holds one Source per (token URL, client, user), shared by every
+// A Tokens holds one Source per (token URL, client, user, scopes), shared by every
 // fetch and send of the process. A Source refreshes its access token a
 // margin ahead of its expiry; concurrent callers wait for one refresh.
 // A refresh token the provider rotates is stored through the Store,
@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -162,19 +163,25 @@ func New(opts *Options) (*Tokens, error) {
 	return t, nil
 }
 
-// Source returns the source for cfg's token URL, client and user, the same
-// one on every call: the first call's secrets and refresh token are the
-// ones it uses.
+// Source returns the source for cfg's token URL, client, user and scopes,
+// the same one on every call: the first call's secrets and refresh token
+// are the ones it uses. Sources that differ only in scopes (IMAP and SMTP
+// asking for their own) share the stored refresh token, which belongs to
+// the client and the user: when one rotates it, the other finds it in the
+// store on its next invalid_grant.
 func (t *Tokens) Source(cfg Config) *Source {
 	id := sourceID(cfg)
+	scopes := slices.Clone(cfg.Scopes)
+	slices.Sort(scopes)
+	key := id + "\x00" + strings.Join(scopes, " ")
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s, ok := t.sources[id]; ok {
+	if s, ok := t.sources[key]; ok {
 		return s
 	}
 	s := &Source{t: t, cfg: cfg, id: id, refresh: cfg.RefreshToken, sem: make(chan struct{}, 1),
 		log: t.opts.Logger.With("component", "oauth", "user", cfg.User, "token_host", host(cfg.TokenURL))}
-	t.sources[id] = s
+	t.sources[key] = s
 	return s
 }
 

@@ -109,6 +109,11 @@ func TestClientCredentials(t *testing.T) {
 		if tk.Source(other) == src {
 			t.Fatal("another user shares the source")
 		}
+		smtp := cfg
+		smtp.Scopes = []string{"https://outlook.office365.com/SMTP.Send"}
+		if tk.Source(smtp) == src {
+			t.Fatal("a mailbox asking for other scopes shares the source (its token would lack them)")
+		}
 	})
 	t.Run("a refused token is replaced once, however many callers report it", func(t *testing.T) {
 		a, _ := src.Token(t.Context())
