@@ -60,9 +60,15 @@ func mechanism(auth string) string {
 
 // imapOf is imapConfig with the project's token source, if it uses one.
 func (c *cli) imapOf(p config.Project) mailbox.Config {
-	cfg := imapConfig(p)
-	if src := c.source(p.Key, p.IMAP.Username, p.IMAP.Auth, p.IMAP.OAuth2); src != nil {
-		cfg.Tokens, cfg.Mechanism = src, mechanism(p.IMAP.Auth)
+	return c.withIMAPTokens(imapConfig(p), p.Key, p.IMAP)
+}
+
+// withIMAPTokens gives cfg the token source of the mailbox m when it uses
+// OAuth2; label is the metric's project label (a project key, or
+// "intake" for a shared intake mailbox).
+func (c *cli) withIMAPTokens(cfg mailbox.Config, label string, m config.IMAP) mailbox.Config {
+	if src := c.source(label, m.Username, m.Auth, m.OAuth2); src != nil {
+		cfg.Tokens, cfg.Mechanism = src, mechanism(m.Auth)
 	}
 	return cfg
 }
