@@ -5,8 +5,8 @@
 // per-recipient counts for caps, bounce suppression (recipients whose mail
 // came back as a delivery status notification, RFC 3464) and dead letters.
 //
-// It runs on SQLite (github.com/ncruces/go-sqlite3, pure Go, under gorm's
-// github.com/glebarez/sqlite dialector; WAL, immediate transactions, so
+// It runs on SQLite (github.com/ncruces/go-sqlite3, pure Go, with its own
+// gorm dialector, gormlite; WAL, immediate transactions, so
 // several processes may share one file) and PostgreSQL
 // (gorm.io/driver/postgres). It is the only package that imports gorm; gorm's
 // errors never leave it: callers branch on ErrNotFound and ErrLeaseLost.
@@ -29,9 +29,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"github.com/ncruces/go-sqlite3"
 	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
+	"github.com/ncruces/go-sqlite3/gormlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -169,7 +169,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 			return nil, fmt.Errorf("open database (sqlite): %w", err)
 		}
 		sqliteConn = conn
-		dialector = &sqlite.Dialector{Conn: conn}
+		dialector = gormlite.OpenDB(conn)
 		s.dialect = dialectSQLite
 		s.writers = make(chan struct{}, 1)
 		s.group.gate = s.writers
