@@ -19,7 +19,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,7 +29,8 @@ import (
 
 // ErrNotFound is what a Backend returns for a project, ticket, attachment or
 // dead letter that does not exist; the API answers 404 not_found.
-var ErrNotFound = errors.New("not found")
+// It is the domain's one ticket.ErrNotFound, which the store returns too.
+var ErrNotFound = ticket.ErrNotFound
 
 // Page selects one page of a list: Page counts from 1 and is at most
 // MaxPage, PerPage is at most MaxPerPage. The API validates both before

@@ -20,8 +20,7 @@ import (
 // Store is what processing needs from the ticket store.
 //
 // Lookups that find nothing may answer either (0/zero, nil) or an error
-// for which Options.NotFound reports true (e.g. errors.Is(err,
-// store.ErrNotFound)); both mean "none". Any other error is treated as
+// that wraps ticket.ErrNotFound; both mean "none". Any other error is treated as
 // temporary and returned from Process so that the job retries.
 type Store interface {
 	// InboundMessage returns a ledger row and its raw message, or a nil
@@ -53,9 +52,6 @@ type Options struct {
 	MaxMessageSize int64
 	// Now is the clock for message timestamps. Defaults to time.Now.
 	Now func() time.Time
-	// NotFound reports whether a Store error means "none" rather than a
-	// failure. Defaults to reporting false (then only (0, nil) means none).
-	NotFound func(error) bool
 	// MaxInFlightBytes caps the raw size of the messages a Processor
 	// parses and commits at once (parsing takes a few times the raw size):
 	// a message waits for room, so many small messages run side by side
@@ -103,7 +99,6 @@ type Processor struct {
 	log      *slog.Logger
 	maxSize  int64
 	now      func() time.Time
-	notFound func(error) bool
 	inflight *semaphore.Weighted // raw bytes being processed
 	budget   int64               // its size
 	limits   Limits
@@ -122,7 +117,6 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		log:      opts.Logger,
 		maxSize:  cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize),
 		now:      opts.Now,
-		notFound: opts.NotFound,
 		limits:   opts.Limits.WithDefaults(),
 	}
 	p.budget = cmp.Or(opts.MaxInFlightBytes, 8*p.maxSize)
@@ -133,9 +127,6 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 	p.log = p.log.With("component", "ingest")
 	if p.now == nil {
 		p.now = time.Now
-	}
-	if p.notFound == nil {
-		p.notFound = func(error) bool { return false }
 	}
 	for _, pr := range projects {
 		if pr.Address != "" {
@@ -207,7 +198,7 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 		var err error
 		raw, err = p.st.Blob(ctx, in.RawSHA256)
 		switch {
-		case err != nil && p.notFound(err):
+		case err != nil && errors.Is(err, ticket.ErrNotFound):
 			raw = nil
 		case err != nil:
 			return ticket.Committed{}, fmt.Errorf("load raw message %s of inbound %d: %w", in.RawSHA256, in.ID, err)
@@ -530,7 +521,7 @@ func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bo
 	}
 	matches, err := p.st.ThreadMatches(ctx, proj.ID, ids)
 	switch {
-	case err != nil && p.notFound(err):
+	case err != nil && errors.Is(err, ticket.ErrNotFound):
 		return threading{}, nil
 	case err != nil:
 		return threading{}, fmt.Errorf("look up tickets by Message-ID: %w", err)
@@ -563,7 +554,7 @@ func (p *Processor) onTicket(ctx context.Context, id int64, m *Mail) (bool, erro
 	}
 	t, err := p.st.TicketByID(ctx, id)
 	switch {
-	case err != nil && p.notFound(err):
+	case err != nil && errors.Is(err, ticket.ErrNotFound):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("load ticket %d to check its participants: %w", id, err)
@@ -602,7 +593,7 @@ func (p *Processor) byReplyKey(ctx context.Context, proj Project, sources []stri
 			}
 			t, err := p.st.TicketByID(ctx, id)
 			switch {
-			case err != nil && p.notFound(err):
+			case err != nil && errors.Is(err, ticket.ErrNotFound):
 				continue
 			case err != nil:
 				return 0, fmt.Errorf("load ticket %d of reply key: %w", id, err)

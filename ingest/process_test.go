@@ -15,7 +15,7 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-var errNotFound = errors.New("not found")
+var errNotFound = ticket.ErrNotFound
 
 // fakeStore is an in-memory Store; the real store is tested in package store.
 type fakeStore struct {
@@ -147,7 +147,6 @@ func setup(t *testing.T, opts *Options) *bundle {
 		opts = &Options{}
 	}
 	opts.Now = func() time.Time { return testNow }
-	opts.NotFound = func(err error) bool { return errors.Is(err, errNotFound) }
 	return &bundle{st: st, keys: keys, proc: NewProcessor(st, keys, testProjects, opts)}
 }
 

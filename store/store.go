@@ -37,10 +37,12 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/servicedesk/servicedesk/config"
+	"github.com/servicedesk/servicedesk/ticket"
 )
 
-// ErrNotFound is returned when the asked-for row does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when the asked-for row does not exist: the
+// domain's one ticket.ErrNotFound, under the name callers of the store know.
+var ErrNotFound = ticket.ErrNotFound
 
 // ErrLeaseLost is returned by RenewMailbox when another owner holds the
 // mailbox lease (ours expired and was taken).
