@@ -330,6 +330,14 @@ func (c *Config) readSecretFiles() error {
 	return nil
 }
 
+// The worker's defaults, set here only: jobs.NewWorker falls back to the
+// same constants when given zero.
+const (
+	DefaultConcurrency       = 32
+	DefaultNotifyConcurrency = 4
+	DefaultShutdownTimeout   = 30 * time.Second
+)
+
 func (c *Config) withDefaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
@@ -361,12 +369,12 @@ func (c *Config) withDefaults() {
 		c.Scheduler.OutboxGrace = Duration(time.Minute)
 	}
 	defInt(&c.Limits.AutomaticMailPerHour, 1000)
-	defInt(&c.Worker.Concurrency, 32)
-	defInt(&c.Worker.NotifyConcurrency, 4)
+	defInt(&c.Worker.Concurrency, DefaultConcurrency)
+	defInt(&c.Worker.NotifyConcurrency, DefaultNotifyConcurrency)
 	defInt(&c.Worker.ProcessRetries, 8)
 	defInt(&c.Worker.NotifyRetries, 12)
 	if c.Worker.ShutdownTimeout == 0 {
-		c.Worker.ShutdownTimeout = Duration(30 * time.Second)
+		c.Worker.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
 	def(&c.Log.Level, "info")
 	for i := range c.Projects {
