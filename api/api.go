@@ -35,7 +35,15 @@ var ErrNotFound = ticket.ErrNotFound
 // Page selects one page of a list: Page counts from 1 and is at most
 // MaxPage, PerPage is at most MaxPerPage. The API validates both before
 // calling the Backend.
-type Page struct{ Page, PerPage int }
+//
+// After, when set, is the cursor of the keyset: the "next_after" of the
+// previous answer (the ID of its last item). The page then starts right
+// after that item whatever was added since, found through an index where a
+// deep page number costs an OFFSET scan; Page is 0 then.
+type Page struct {
+	Page, PerPage int
+	After         int64
+}
 
 // Pagination limits. MaxPage times MaxPerPage fits in 32 bits, so no
 // offset computed from a valid Page overflows.

@@ -107,6 +107,15 @@ func pageOf(r *http.Request) (Page, error) {
 		}
 		p.PerPage = n
 	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return p, errBadRequest("after %q: want the next_after of the previous page", v)
+		}
+		// A page found by its cursor has no number: its answer's
+		// next_page is null, next_after continues.
+		p.Page, p.After = 0, n
+	}
 	return p, nil
 }
 

@@ -444,7 +444,7 @@ func (s *Store) ListInbound(ctx context.Context, f InboundFilter, p Page) ([]tic
 		q = q.Where("inbound.outcome = ?", string(f.Outcome))
 	}
 	var rows []inboundView
-	err := q.Order("inbound.received_at DESC, inbound.id DESC").Offset(p.offset()).Limit(p.PerPage + 1).Find(&rows).Error
+	err := newestFirst(q, "inbound", "received_at", p).Find(&rows).Error
 	if err != nil {
 		return nil, false, fmt.Errorf("list inbound: %w", err)
 	}

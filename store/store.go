@@ -458,9 +458,13 @@ func notFound(err error) error {
 }
 
 // Page selects a page of a list. Page counts from 1; PerPage defaults to 50
-// and is capped at 1000.
+// and is capped at 1000. After, when set, is the ID of the last row of the
+// previous page (the keyset cursor): the page starts right after it by the
+// list's order, found through the list's index instead of an OFFSET scan,
+// and Page is ignored.
 type Page struct {
 	Page, PerPage int
+	After         int64
 }
 
 // Normalize returns p with defaults and limits applied.
@@ -486,6 +490,20 @@ func (p Page) Normalize() Page {
 const MaxPage = 1_000_000
 
 func (p Page) offset() int { return (p.Page - 1) * p.PerPage }
+
+// newestFirst orders q by (column, id) descending, the order of every list,
+// and applies p: rows after the keyset cursor when p.After is set (a row
+// value comparison with the cursor row's own values, which SQLite and
+// PostgreSQL both answer from the list's index), else an offset. One row
+// more than a page is asked for, to tell whether another page follows.
+func newestFirst(q *gorm.DB, table, column string, p Page) *gorm.DB {
+	order := fmt.Sprintf("%s.%s DESC, %s.id DESC", table, column, table)
+	if p.After > 0 {
+		q = q.Where(fmt.Sprintf("(%s.%s, %s.id) < (SELECT c.%s, c.id FROM %s c WHERE c.id = ?)", table, column, table, column, table), p.After)
+		return q.Order(order).Limit(p.PerPage + 1)
+	}
+	return q.Order(order).Offset(p.offset()).Limit(p.PerPage + 1)
+}
 
 // gormLogger forwards gorm's warnings and errors to slog: slow queries (over
 // 1 s) at Warn; record-not-found is not an error worth logging. Messages go

@@ -324,11 +324,11 @@ func TestPageNormalize(t *testing.T) {
 		in   Page
 		want Page
 	}{
-		{"zero gives defaults", Page{}, Page{1, 50}},
-		{"negative page", Page{-3, 10}, Page{1, 10}},
-		{"too large per page", Page{2, 5000}, Page{2, 1000}},
-		{"kept", Page{3, 20}, Page{3, 20}},
-		{"a page past MaxPage is clamped, so the offset cannot overflow", Page{1 << 62, 1 << 62}, Page{MaxPage, 1000}},
+		{"zero gives defaults", Page{}, Page{Page: 1, PerPage: 50}},
+		{"negative page", Page{Page: -3, PerPage: 10}, Page{Page: 1, PerPage: 10}},
+		{"too large per page", Page{Page: 2, PerPage: 5000}, Page{Page: 2, PerPage: 1000}},
+		{"kept", Page{Page: 3, PerPage: 20}, Page{Page: 3, PerPage: 20}},
+		{"a page past MaxPage is clamped, so the offset cannot overflow", Page{Page: 1 << 62, PerPage: 1 << 62}, Page{Page: MaxPage, PerPage: 1000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,7 +49,7 @@ func (s *Store) Tickets(ctx context.Context, f TicketFilter, p Page) ([]ticket.T
 		q = q.Where("tickets.status = ?", string(f.Status))
 	}
 	var rows []ticketView
-	if err := q.Order("tickets.created_at DESC, tickets.id DESC").Offset(p.offset()).Limit(p.PerPage + 1).Find(&rows).Error; err != nil {
+	if err := newestFirst(q, "tickets", "created_at", p).Find(&rows).Error; err != nil {
 		return nil, false, fmt.Errorf("list tickets: %w", err)
 	}
 	more := len(rows) > p.PerPage

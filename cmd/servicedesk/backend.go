@@ -44,7 +44,9 @@ type apiBackend struct {
 
 var _ api.Backend = apiBackend{}
 
-func page(p api.Page) store.Page { return store.Page{Page: p.Page, PerPage: p.PerPage} }
+func page(p api.Page) store.Page {
+	return store.Page{Page: p.Page, PerPage: p.PerPage, After: p.After}
+}
 
 func (b apiBackend) Ping(ctx context.Context) error { return b.st.Ping(ctx) }
 
