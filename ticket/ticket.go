@@ -50,7 +50,18 @@ const (
 	OutcomeDuplicate     Outcome = "duplicate"
 	OutcomeRejected      Outcome = "rejected" // refused before download (too large); stays in the mailbox
 	OutcomeFailed        Outcome = "failed"   // failed for good; stays in the mailbox
+	// OutcomeUnroutable: fetched from the intake mailbox but naming no
+	// desk; a dead letter that lists the addresses it carried, never
+	// answered, left in the intake mailbox.
+	OutcomeUnroutable Outcome = "unroutable"
 )
+
+// IntakeKey is the key of the project row that stands for the intake
+// mailbox (config intake:), which serves many desks: a mailbox with a
+// lease, a cursor and a ledger like a desk's own, but no desk. The
+// underscore keeps it apart from every configured key ([a-z0-9-]+), and
+// lists of projects leave it out.
+const IntakeKey = "_intake"
 
 // Final reports whether the outcome lets the message be flagged, moved or
 // deleted in the IMAP mailbox (after_processing). Rejected and failed mail
@@ -247,6 +258,11 @@ type Delivery struct {
 	// DeskAddress is the project's address, never a participant; empty:
 	// the store reads it from the project.
 	DeskAddress string
+	// Routed says the ledger row belongs to the intake mailbox and was
+	// routed to ProjectID: the commit makes the row name that desk. The
+	// store refuses a ProjectID other than the row's without it, and
+	// refuses it for a row of any mailbox but the intake.
+	Routed bool
 }
 
 // Committed is what the store did with a Delivery.
