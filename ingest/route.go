@@ -47,7 +47,9 @@ func NewRouter(intake string, desks []Project) *Router {
 			r.byKey[strings.ToLower(d.Key)] = d
 		}
 		for _, a := range append([]string{d.Address}, d.Aliases...) {
-			if a = baseAddress(a); a != "" {
+			// A desk whose address is incoming+<key>@ is found by its
+			// sub-address: its base address is the intake's, every desk's.
+			if a = baseAddress(a); a != "" && a != r.local+"@"+r.domain {
 				if _, dup := r.byAddr[a]; !dup {
 					r.byAddr[a] = d
 				}

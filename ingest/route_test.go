@@ -198,3 +198,15 @@ func TestCarriedListsEachAddressWithItsHeaders(t *testing.T) {
 		t.Fatalf("Carried(3) = %q, %d more; want %q, 1 more", got, more, want)
 	}
 }
+
+func TestRouteDeskAtTheIntake(t *testing.T) {
+	t.Parallel()
+	r := NewRouter(routeIntake, append([]Project{{ID: 3, Key: "gamma", Address: "incoming+gamma@intake.test"}}, routeDesks...))
+	got, ok, _ := r.Route(context.Background(), routeMail(t, "To: incoming+gamma@intake.test\n"), nil)
+	if !ok || got.Project.Key != "gamma" {
+		t.Fatalf("Route = %q, %v; want gamma by its sub-address", got.Project.Key, ok)
+	}
+	if got, ok, _ := r.Route(context.Background(), routeMail(t, "To: incoming@intake.test\n"), nil); ok {
+		t.Fatalf("Route = %q; want the bare intake address to name no desk, not gamma's", got.Project.Key)
+	}
+}

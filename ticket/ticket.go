@@ -140,8 +140,13 @@ type Attachment struct {
 // Inbound is one row of the inbound ledger: a message fetched (or refused)
 // from a project's mailbox, keyed by (project, UIDVALIDITY, UID).
 type Inbound struct {
-	ID           int64     `json:"id"`
-	ProjectID    int64     `json:"-"`
+	ID int64 `json:"id"`
+	// ProjectID is the project row of the mailbox the message was fetched
+	// from (the intake's, ticket.IntakeKey, for the intake mailbox).
+	ProjectID int64 `json:"-"`
+	// Project is the key of the desk whose ledger shows the row: the
+	// mailbox's own desk, or the desk a row of the intake was routed to
+	// (IntakeKey until then, and for good when unroutable).
 	Project      string    `json:"project"`
 	UIDValidity  uint32    `json:"uid_validity"`
 	UID          uint32    `json:"uid"`
