@@ -35,9 +35,11 @@ const (
 	betaDesk   = "support@beta.test"
 	gammaDesk  = "help@gamma.test"
 	gammaAlias = "sales@gamma.test"
+	deltaDesk  = "support@delta.test"
 )
 
-func newIntakeEnv(t *testing.T, stack *mailstack.Stack, b backend, intake string) *intakeEnv {
+// extra is appended to the projects list.
+func newIntakeEnv(t *testing.T, stack *mailstack.Stack, b backend, intake, extra string) *intakeEnv {
 	t.Helper()
 	stack.AddUser(t, intake, deskPass)
 	imapHost, imapPort, _ := net.SplitHostPort(stack.IMAPAddr)
@@ -70,8 +72,8 @@ projects:
     address: %s
     aliases: [%s]
     smtp: %s
-`, redisURL(t), e.dbURL, e.httpAddr, adminToken, replySecret, intake, imapHost, imapPort, deskPass,
-		local, domain, smtp, betaDesk, smtp, gammaDesk, gammaAlias, smtp)
+%s`, redisURL(t), e.dbURL, e.httpAddr, adminToken, replySecret, intake, imapHost, imapPort, deskPass,
+		local, domain, smtp, betaDesk, smtp, gammaDesk, gammaAlias, smtp, extra)
 	e.config = filepath.Join(t.TempDir(), "servicedesk.yaml")
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -119,7 +121,14 @@ func TestIntakeRoutesMailToItsDesks(t *testing.T) {
 			for _, u := range []string{alice, bob, carol, dave} {
 				stack.AddUser(t, u, "pw")
 			}
-			env := newIntakeEnv(t, stack, b, "incoming-"+b.name+"@intake.test")
+			// delta sends through a sink: the test plays its forward.
+			sink := startSMTPSink(t, "delta", "delta-pw")
+			sinkHost, sinkPort := splitHostPort(t, sink.addr)
+			env := newIntakeEnv(t, stack, b, "incoming-"+b.name+"@intake.test", fmt.Sprintf(`
+  - key: delta
+    address: %s
+    smtp: {host: %s, port: %d, security: none, username: delta, password: delta-pw}
+`, deltaDesk, sinkHost, sinkPort))
 			st := env.openStore()
 
 			t.Run("check logs in to the intake mailbox and leaves the desks without one alone", func(t *testing.T) {
@@ -253,6 +262,42 @@ func TestIntakeRoutesMailToItsDesks(t *testing.T) {
 					t.Fatalf("%d mails in %s's mailbox; want no answer to an unroutable mail", n, dave)
 				}
 			})
+
+			t.Run("projects verify follows the forwarding path through the intake", func(t *testing.T) {
+				out, err := env.run("projects", "verify", "acme", "--timeout", "60s")
+				if err != nil || !strings.Contains(out, "acme: ok (") || !strings.Contains(out, "fetched from the intake mailbox and routed to the desk") {
+					t.Fatalf("projects verify acme = %q, %v; want ok, routed from the intake", out, err)
+				}
+				// delta's forward drops the desk's address: the mail reaches
+				// the intake addressed to the staff list only.
+				type result struct {
+					out string
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					out, err := env.run("projects", "verify", "delta", "--timeout", "60s")
+					done <- result{out, err}
+				}()
+				var sent []sunkMail
+				eventually(t, 30*time.Second, "delta's verification mail at its SMTP server", func() (bool, string) {
+					sent = sink.to(deltaDesk)
+					return len(sent) == 1, fmt.Sprintf("%d mails", len(sent))
+				})
+				head, body, _ := bytes.Cut(sent[0].raw, []byte("\r\n\r\n"))
+				var forwarded []string
+				for _, line := range strings.Split(string(head), "\r\n") {
+					if strings.HasPrefix(strings.ToLower(line), "to:") {
+						line = "To: staff@delta-team.test"
+					}
+					forwarded = append(forwarded, line)
+				}
+				stack.Deliver(t, env.intake, []byte(strings.Join(forwarded, "\r\n")+"\r\n\r\n"+string(body)))
+				r := <-done
+				if r.err == nil || !strings.Contains(r.out, "delta: incorrect_forwarding_target") || !strings.Contains(r.out, "staff@delta-team.test (To)") {
+					t.Fatalf("projects verify delta = %q, %v; want incorrect_forwarding_target naming what the mail carried", r.out, r.err)
+				}
+			})
 		})
 	}
 }
@@ -287,7 +332,7 @@ func TestIntakeExactlyOnceAcrossServersAndACrash(t *testing.T) {
 	stack := mailstack.Start(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			env := newIntakeEnv(t, stack, b, "crash-"+b.name+"@intake.test")
+			env := newIntakeEnv(t, stack, b, "crash-"+b.name+"@intake.test", "")
 			customer := func(i int) string { return fmt.Sprintf("cust%d-%s@customer.test", i%7, b.name) }
 			for i := range 7 {
 				stack.AddUser(t, customer(i), "pw") // the thank-yous are delivered, not bounced into the intake
