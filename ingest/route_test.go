@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -208,5 +209,66 @@ func TestRouteDeskAtTheIntake(t *testing.T) {
 	}
 	if got, ok, _ := r.Route(context.Background(), routeMail(t, "To: incoming@intake.test\n"), nil); ok {
 		t.Fatalf("Route = %q; want the bare intake address to name no desk, not gamma's", got.Project.Key)
+	}
+}
+
+// BenchmarkRoute routes mail of the intake among 1,000 desks with 2,000
+// aliases, beside the ceiling it is read against: parsing the same mail,
+// which every routed mail costs first. Routing looks each recipient up in
+// a map, so it stays a small fraction of the parse whatever the number of
+// desks; the worst case carries the most recipients the parse keeps (100
+// per header) and names no desk.
+//
+//	go test -run '^$' -bench '^BenchmarkRoute$' -benchmem ./ingest
+func BenchmarkRoute(b *testing.B) {
+	var desks []Project
+	for i := range 1000 {
+		desks = append(desks, Project{ID: int64(i + 1), Key: fmt.Sprintf("desk%d", i), Address: fmt.Sprintf("support@desk%d.test", i),
+			Aliases: []string{fmt.Sprintf("help@desk%d.test", i), fmt.Sprintf("sales@desk%d.test", i)}})
+	}
+	r := NewRouter(routeIntake, desks)
+	forwarded := []byte("From: Alice <alice@customer.test>\r\nTo: team@customer.test\r\nDelivered-To: incoming@intake.test\r\n" +
+		"Received: from mx.customer.test by mx.intake.test with ESMTPS id 4Q for <incoming@intake.test>; Thu, 3 Dec 2026 10:00:02 +0000\r\n" +
+		"X-MS-Exchange-ForwardingLoop: sales@desk999.test;72f988bf\r\nSubject: VPN\r\nMessage-ID: <b@customer.test>\r\n\r\nHelp.\r\n")
+	var worst bytes.Buffer
+	worst.WriteString("From: alice@customer.test\r\nSubject: many\r\nMessage-ID: <w@customer.test>\r\n")
+	for _, h := range RecipientHeaders {
+		if h == "Received" {
+			for i := range 30 {
+				fmt.Fprintf(&worst, "Received: by hop%d.test for <r%d@relay.test>; Thu, 3 Dec 2026 10:00:00 +0000\r\n", i, i)
+			}
+			continue
+		}
+		worst.WriteString(h + ": ")
+		for i := range 100 {
+			fmt.Fprintf(&worst, "x%d@%s.test, ", i, strings.ToLower(h))
+		}
+		worst.WriteString("last@nowhere.test\r\n")
+	}
+	worst.WriteString("\r\nx\r\n")
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		want bool
+	}{{"forwarded", forwarded, true}, {"worst-unroutable", worst.Bytes(), false}} {
+		b.Run(c.name+"/parse-ceiling", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Parse(c.raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/route-1000-desks", func(b *testing.B) {
+			m, err := Parse(c.raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok, _ := r.Route(context.Background(), m, nil); ok != c.want {
+					b.Fatalf("routed %v; want %v", ok, c.want)
+				}
+			}
+		})
 	}
 }
