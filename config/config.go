@@ -35,8 +35,26 @@ type Config struct {
 	Scheduler Scheduler `yaml:"scheduler"`
 	Worker    Worker    `yaml:"worker"`
 	Log       Log       `yaml:"log"`
-	Projects  []Project `yaml:"projects"`
+	// Intake is one mailbox serving many desks (GitLab's incoming
+	// address). Optional.
+	Intake   Intake    `yaml:"intake"`
+	Projects []Project `yaml:"projects"`
 }
+
+// Intake is the mailbox of many desks: mail to incoming+<project key>@ its
+// domain, and mail that a desk's address or alias forwards to it, is
+// routed to that desk. Unset (no address): every desk has its own mailbox.
+type Intake struct {
+	// Address is the intake address, e.g. incoming@example.com. Setting
+	// it turns the intake on.
+	Address string `yaml:"address"`
+	// IMAP is the intake mailbox, with the keys (and defaults) of a
+	// project's imap; username defaults to the address.
+	IMAP IMAP `yaml:"imap"`
+}
+
+// Enabled reports whether an intake mailbox is configured.
+func (in Intake) Enabled() bool { return in.Address != "" }
 
 // Redis is where asynq keeps its queues.
 type Redis struct {
@@ -164,8 +182,13 @@ type Project struct {
 	Name string `yaml:"name"`
 	// Address is the desk address customers write to; From of outbound mail.
 	Address string `yaml:"address"`
-	IMAP    IMAP   `yaml:"imap"`
-	SMTP    SMTP   `yaml:"smtp"`
+	// Aliases are more addresses of the desk: mail to them (forwarded to
+	// the intake mailbox, or in the desk's own) is the desk's. Optional.
+	Aliases []string `yaml:"aliases"`
+	// IMAP is the desk's own mailbox; optional when an intake mailbox
+	// serves the desk.
+	IMAP IMAP `yaml:"imap"`
+	SMTP SMTP `yaml:"smtp"`
 	// Templates override the default mails, by kind: thank_you, note,
 	// new_participant, closed, reopened. Placeholders in GitLab's style:
 	// %{TICKET_REF}, %{TICKET_ID}, %{TICKET_URL}, %{TICKET_DESCRIPTION},
@@ -191,6 +214,10 @@ type DKIM struct {
 	PrivateKey     string `yaml:"private_key"` // PEM
 	PrivateKeyFile string `yaml:"private_key_file"`
 }
+
+// HasMailbox reports whether the desk has a mailbox of its own (else the
+// intake mailbox serves it).
+func (p Project) HasMailbox() bool { return p.IMAP.Host != "" }
 
 // TemplateKinds are the kinds of mail a template may be given for.
 func TemplateKinds() []string {
@@ -304,6 +331,9 @@ func (c *Config) readSecretFiles() error {
 			return err
 		}
 	}
+	if err := read("intake.imap.password", &c.Intake.IMAP.Password, c.Intake.IMAP.PasswordFile); err != nil {
+		return err
+	}
 	for i := range c.Projects {
 		p := &c.Projects[i]
 		if err := read(fmt.Sprintf("projects[%d].imap.password", i), &p.IMAP.Password, p.IMAP.PasswordFile); err != nil {
@@ -377,29 +407,150 @@ func (c *Config) withDefaults() {
 		c.Worker.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
 	def(&c.Log.Level, "info")
+	c.Intake.Address = strings.ToLower(strings.TrimSpace(c.Intake.Address))
+	c.Intake.IMAP.withDefaults(c.Intake.Address)
 	for i := range c.Projects {
 		p := &c.Projects[i]
 		p.Key = strings.TrimSpace(p.Key)
 		def(&p.Name, p.Key)
 		p.Address = strings.ToLower(strings.TrimSpace(p.Address))
-		def(&p.IMAP.Security, "tls")
-		def(&p.IMAP.Folder, "INBOX")
-		def(&p.IMAP.AfterProcessing, "seen")
-		def(&p.IMAP.ProcessedFolder, "Processed")
-		def(&p.IMAP.Username, p.Address)
-		defInt(&p.IMAP.BatchSize, 100)
-		if p.IMAP.PollInterval == 0 {
-			p.IMAP.PollInterval = Duration(30 * time.Second)
+		for j, a := range p.Aliases {
+			p.Aliases[j] = strings.ToLower(strings.TrimSpace(a))
 		}
-		if p.IMAP.Port == 0 {
-			p.IMAP.Port = map[string]int{"tls": 993}[p.IMAP.Security]
-			defInt(&p.IMAP.Port, 143)
-		}
+		p.IMAP.withDefaults(p.Address)
 		def(&p.SMTP.Security, "starttls")
 		if p.SMTP.Port == 0 {
 			p.SMTP.Port = map[string]int{"tls": 465, "starttls": 587, "none": 25}[p.SMTP.Security]
 		}
 	}
+}
+
+// withDefaults fills a mailbox's defaults; address is the default
+// username.
+func (m *IMAP) withDefaults(address string) {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&m.Security, "tls")
+	def(&m.Folder, "INBOX")
+	def(&m.AfterProcessing, "seen")
+	def(&m.ProcessedFolder, "Processed")
+	def(&m.Username, address)
+	if m.BatchSize == 0 {
+		m.BatchSize = 100
+	}
+	if m.PollInterval == 0 {
+		m.PollInterval = Duration(30 * time.Second)
+	}
+	if m.Port == 0 {
+		m.Port = map[string]int{"tls": 993}[m.Security]
+		if m.Port == 0 {
+			m.Port = 143
+		}
+	}
+}
+
+// validate reports what is wrong with a mailbox, at its place in the
+// config (e.g. "projects[0] (acme).imap").
+func (m IMAP) validate(at string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if m.Host == "" {
+		bad("%s.host: required", at)
+	}
+	if !oneOf(m.Security, "tls", "starttls", "none") {
+		bad("%s.security %q: want tls, starttls or none", at, m.Security)
+	}
+	if m.Password == "" {
+		bad("%s.password: required (or password_file)", at)
+	}
+	if time.Duration(m.PollInterval) < time.Second {
+		bad("%s.poll_interval %s: at least 1s", at, m.PollInterval)
+	}
+	if !oneOf(m.AfterProcessing, "seen", "move", "delete") {
+		bad("%s.after_processing %q: want seen, move or delete", at, m.AfterProcessing)
+	}
+	if m.BatchSize < 1 {
+		bad("%s.batch_size %d: at least 1", at, m.BatchSize)
+	}
+	if m.Port <= 0 || m.Port > 65535 {
+		bad("%s.port %d: out of range", at, m.Port)
+	}
+	return errs
+}
+
+// validateIntake checks the intake and that every address of the desks
+// (address, aliases) and the intake's is one desk's only.
+func (c *Config) validateIntake(bad func(format string, args ...any)) {
+	// Addresses are compared without +tag: mail to support+x@ is
+	// support@'s. The one exception is a desk's address or alias at the
+	// intake with the desk's own key as tag (incoming+acme@): routed by
+	// that sub-address, it is the desk's without a custom address.
+	owner := map[string]string{}
+	intakeOf := func(addr, key string) bool {
+		return c.Intake.Enabled() && addr == subAddress(c.Intake.Address, key)
+	}
+	for i, p := range c.Projects {
+		if _, ok := owner[baseOf(p.Address)]; !ok && !intakeOf(p.Address, p.Key) { // two desks of one address are reported above
+			owner[baseOf(p.Address)] = fmt.Sprintf("projects[%d] (%s)", i, p.Key)
+		}
+	}
+	claim := func(addr, who string) {
+		if prev, ok := owner[baseOf(addr)]; ok && prev != who {
+			bad("%s: address %q is also %s's", who, addr, prev)
+			return
+		}
+		owner[baseOf(addr)] = who
+	}
+	if in := c.Intake; in.Enabled() {
+		if !bareAddress(in.Address) || strings.Contains(in.Address, "+") {
+			bad("intake.address %q: want a bare address without +tag, like incoming@example.com", in.Address)
+		}
+		for _, err := range in.IMAP.validate("intake.imap") {
+			bad("%s", err)
+		}
+		claim(in.Address, "intake")
+	}
+	for i, p := range c.Projects {
+		at := fmt.Sprintf("projects[%d] (%s)", i, p.Key)
+		if !p.HasMailbox() && !c.Intake.Enabled() {
+			bad("%s.imap.host: required (or set intake: so that the intake mailbox serves the desk)", at)
+		}
+		for j, a := range p.Aliases {
+			if !bareAddress(a) {
+				bad("%s.aliases[%d] %q: want a bare address like help@example.com", at, j, a)
+				continue
+			}
+			if !intakeOf(a, p.Key) {
+				claim(a, at)
+			}
+		}
+	}
+}
+
+// baseOf is addr without its +tag.
+func baseOf(addr string) string {
+	local, domain, ok := strings.Cut(addr, "@")
+	if !ok {
+		return addr
+	}
+	base, _, _ := strings.Cut(local, "+")
+	return base + "@" + domain
+}
+
+// subAddress is addr with tag as its sub-address: incoming+acme@x.
+func subAddress(addr, tag string) string {
+	local, domain, _ := strings.Cut(addr, "@")
+	return local + "+" + tag + "@" + domain
+}
+
+// bareAddress reports whether s is an address alone, without a name or
+// angle brackets.
+func bareAddress(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s
 }
 
 var keyPattern = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -455,30 +606,17 @@ func (c *Config) Validate() error {
 			bad("%s: key used twice", at)
 		}
 		keys[p.Key] = true
-		if a, err := mail.ParseAddress(p.Address); err != nil || a.Address != p.Address {
+		if !bareAddress(p.Address) {
 			bad("%s.address %q: want a bare address like support@example.com", at, p.Address)
 		}
 		if addrs[p.Address] {
 			bad("%s.address %q: used by two projects", at, p.Address)
 		}
 		addrs[p.Address] = true
-		if p.IMAP.Host == "" {
-			bad("%s.imap.host: required", at)
-		}
-		if !oneOf(p.IMAP.Security, "tls", "starttls", "none") {
-			bad("%s.imap.security %q: want tls, starttls or none", at, p.IMAP.Security)
-		}
-		if p.IMAP.Password == "" {
-			bad("%s.imap.password: required (or password_file)", at)
-		}
-		if time.Duration(p.IMAP.PollInterval) < time.Second {
-			bad("%s.imap.poll_interval %s: at least 1s", at, p.IMAP.PollInterval)
-		}
-		if !oneOf(p.IMAP.AfterProcessing, "seen", "move", "delete") {
-			bad("%s.imap.after_processing %q: want seen, move or delete", at, p.IMAP.AfterProcessing)
-		}
-		if p.IMAP.BatchSize < 1 {
-			bad("%s.imap.batch_size %d: at least 1", at, p.IMAP.BatchSize)
+		if p.HasMailbox() {
+			for _, err := range p.IMAP.validate(at + ".imap") {
+				bad("%s", err)
+			}
 		}
 		if p.SMTP.Host == "" {
 			bad("%s.smtp.host: required", at)
@@ -500,10 +638,11 @@ func (c *Config) Validate() error {
 		if p.DKIM != nil && (p.DKIM.Domain == "" || p.DKIM.Selector == "" || p.DKIM.PrivateKey == "") {
 			bad("%s.dkim: domain, selector and private_key (or private_key_file) are required", at)
 		}
-		if p.IMAP.Port <= 0 || p.IMAP.Port > 65535 || p.SMTP.Port <= 0 || p.SMTP.Port > 65535 {
+		if p.SMTP.Port <= 0 || p.SMTP.Port > 65535 {
 			bad("%s: port out of range", at)
 		}
 	}
+	c.validateIntake(bad)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -49,6 +49,12 @@ const VerificationHeader = "X-Servicedesk-Verification"
 // and X-MS-Exchange-Inbox-Rules-Loop with another value are what a
 // customer's forwarding rule adds to ordinary mail.
 func Classify(m *Mail, own []string) (Class, string) {
+	return classify(m, own, own)
+}
+
+// classify is Classify with loops, the addresses that make X-Loop and
+// X-MS-Exchange-Inbox-Rules-Loop mark a loop, apart from own.
+func classify(m *Mail, own, loops []string) (Class, string) {
 	if m == nil {
 		return ClassNormal, ""
 	}
@@ -101,7 +107,7 @@ func Classify(m *Mail, own []string) (Class, string) {
 	for _, name := range []string{"X-Loop", "X-Ms-Exchange-Inbox-Rules-Loop"} {
 		for _, v := range m.Header.Values(name) {
 			v = strings.ToLower(strings.TrimSpace(v))
-			if v == "yes" || v == "true" || v == "1" || namesDesk(v, own) {
+			if v == "yes" || v == "true" || v == "1" || namesDesk(v, loops) {
 				return ClassAutoReply, textprotoName(name) + ": " + v
 			}
 		}
@@ -214,22 +220,3 @@ func BounceOriginal(m *Mail) (messageID string, recipients []string) {
 }
 
 var quotedMessageID = regexp.MustCompile(`(?im)^\s*message-id:\s*(<[^<>\s]+>)`)
-
-// Route gives the project a message is addressed to: the first desk
-// address (or +tag sub-address) in To, then Cc, then the forwarding
-// headers. The caller falls back to the mailbox's own project.
-func Route(m *Mail, projects []Project) (Project, bool) {
-	if m == nil {
-		return Project{}, false
-	}
-	for _, list := range [][]string{m.To, m.Cc, m.Forwarded} {
-		for _, addr := range list {
-			for _, p := range projects {
-				if MatchesAddress(addr, p.Address) {
-					return p, true
-				}
-			}
-		}
-	}
-	return Project{}, false
-}

@@ -151,14 +151,17 @@ func setup(t *testing.T, opts *Options) *bundle {
 }
 
 // add stores raw as a new inbound row of project 1 and returns its ID.
-func (b *bundle) add(raw []byte) int64 {
+func (b *bundle) add(raw []byte) int64 { return b.addTo(1, "acme", raw) }
+
+// addTo stores raw as a new inbound row of a mailbox's project.
+func (b *bundle) addTo(projectID int64, key string, raw []byte) int64 {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
 	b.nextIn++
 	sum := sha256.Sum256(raw)
 	hexSum := hex.EncodeToString(sum[:])
 	b.st.blobs[hexSum] = raw
-	b.st.inbound[b.nextIn] = ticket.Inbound{ID: b.nextIn, ProjectID: 1, Project: "acme", Size: int64(len(raw)), RawSHA256: hexSum}
+	b.st.inbound[b.nextIn] = ticket.Inbound{ID: b.nextIn, ProjectID: projectID, Project: key, Size: int64(len(raw)), RawSHA256: hexSum}
 	return b.nextIn
 }
 

@@ -26,6 +26,28 @@ var migrations = []migration{
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
+}
+
+// migrateInboundDesk adds inbound.desk_id, the project whose ledger shows
+// a row (the mailbox's own, or the desk a row of the intake mailbox was
+// routed to), fills it for the rows there are, and indexes it for the
+// newest-first ledger of a desk.
+func migrateInboundDesk(tx *gorm.DB) error {
+	if !tx.Migrator().HasColumn(&inboundRow{}, "desk_id") {
+		if err := tx.Exec(`ALTER TABLE inbound ADD COLUMN desk_id BIGINT NOT NULL DEFAULT 0`).Error; err != nil {
+			return err
+		}
+	}
+	for _, q := range []string{
+		`UPDATE inbound SET desk_id = project_id WHERE desk_id = 0`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_desk_received ON inbound (desk_id, received_at DESC, id DESC)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateProjectMailIndex lets the project's ceiling on automatic mail

@@ -66,6 +66,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	mailboxes, intake, err := c.mailboxes(ctx, st, desks)
+	if err != nil {
+		return err
+	}
 	keys, err := c.replyKeys()
 	if err != nil {
 		return err
@@ -129,13 +133,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		// ledger row.
 		handoff := jobs.NewHandoff(32<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
-			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
+			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Intake: intake})
 		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
 			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates,
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})
 		lc.started("deliverer", func(context.Context) { deliverer.Close() })
-		fetcher := jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
+		fetcher := jobs.NewFetcher(st, c.dialer(), enq, mailboxes, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
 		w := jobs.NewWorker(rdb,
 			fetcher,
@@ -151,7 +155,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		lc.started("worker", w.Stop)
 	}
 	if roles["scheduler"] {
-		s := jobs.NewScheduler(enq, desks, st, c.cfg.Scheduler.Tick.D(),
+		s := jobs.NewScheduler(enq, mailboxes, st, c.cfg.Scheduler.Tick.D(),
 			jobs.OutboxSweep{Every: c.cfg.Scheduler.OutboxSweep.D(), After: c.cfg.Scheduler.OutboxGrace.D()}, c.log)
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		lc.run("scheduler", func() error { _ = s.Run(sctx); return nil }, func(context.Context) { cancel() })
