@@ -57,7 +57,7 @@ func (c *Client) resolveFolder(ctx context.Context, path string, create bool) (f
 			}
 		}
 		if errors.Is(err, errNotFound) {
-			return folder{}, fmt.Errorf("folder %q: %w", path, errors.Join(mailbox.ErrNoMailbox, err))
+			return folder{}, fmt.Errorf("folder %q: %w (%q not found)", path, mailbox.ErrNoMailbox, name)
 		}
 		if err != nil {
 			return folder{}, err

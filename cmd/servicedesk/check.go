@@ -60,17 +60,21 @@ func (c *cli) check(ctx context.Context, args []string) error {
 		defer st.Close()
 	}
 	for _, p := range c.cfg.Projects {
-		step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
-			mb, err := mailbox.Dial(ctx, imapConfig(p), c.log)
-			if err != nil {
-				return err
-			}
-			defer mb.Close()
-			if _, err := mb.Select(ctx, p.IMAP.Folder); err != nil {
-				return fmt.Errorf("select %q: %w", p.IMAP.Folder, err)
-			}
-			return nil // a move target folder is created on first use
-		})
+		if p.Graph.Configured() {
+			c.checkGraph(p, step)
+		} else {
+			step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
+				mb, err := mailbox.Dial(ctx, imapConfig(p), c.log)
+				if err != nil {
+					return err
+				}
+				defer mb.Close()
+				if _, err := mb.Select(ctx, p.IMAP.Folder); err != nil {
+					return fmt.Errorf("select %q: %w", p.IMAP.Folder, err)
+				}
+				return nil // a move target folder is created on first use
+			})
+		}
 		step(fmt.Sprintf("project %s smtp %s:%d", p.Key, p.SMTP.Host, p.SMTP.Port), 30*time.Second, func(ctx context.Context) error {
 			return notify.Check(ctx, smtpConfig(p))
 		})

@@ -131,7 +131,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})
 		defer deliverer.Close()
-		fetcher := jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
+		fetcher := jobs.NewFetcher(st, c.dialer(st), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
 		w := jobs.NewWorker(rdb,
 			fetcher,
