@@ -56,6 +56,10 @@ func (c *Client) resolveFolder(ctx context.Context, path string, create bool) (f
 				f, err = c.createFolder(ctx, cur.ID, name)
 			}
 		}
+		var gerr *Error
+		if errors.As(err, &gerr) && gerr.Code == "ErrorInvalidUser" {
+			return folder{}, err // no such mailbox, not no such folder
+		}
 		if errors.Is(err, errNotFound) {
 			return folder{}, fmt.Errorf("folder %q: %w (%q not found)", path, mailbox.ErrNoMailbox, name)
 		}

@@ -415,6 +415,20 @@ func TestFolders(t *testing.T) {
 		}
 	})
 
+	t.Run("an unknown mailbox says so, not that the folder is missing", func(t *testing.T) {
+		b := setup(t, Options{})
+		cfg := b.fake.config()
+		cfg.User = "nobody@contoso.test"
+		c, err := b.dialer.Dial(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Select(t.Context(), "Inbox")
+		if err == nil || errors.Is(err, mailbox.ErrNoMailbox) || !strings.Contains(err.Error(), "404 ErrorInvalidUser") {
+			t.Fatalf("Select for an unknown user = %v; want Graph's ErrorInvalidUser", err)
+		}
+	})
+
 	t.Run("a child folder is found by display name, and its ID gives the UIDVALIDITY", func(t *testing.T) {
 		b := setup(t, Options{})
 		b.fake.addFolder("AAMkSupport=", "Support", "AAMkInbox=")
