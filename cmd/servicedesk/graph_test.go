@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/servicedesk/servicedesk/config"
+	"github.com/servicedesk/servicedesk/graph"
 )
 
 // miniGraph answers the two requests check makes of a Graph mailbox: the
@@ -93,5 +97,38 @@ projects:
 				t.Errorf("check output shows the secret or checks IMAP:\n%s", out)
 			}
 		})
+	}
+}
+
+// The fetcher's dialer opens a Graph mailbox for a project with graph:,
+// and IMAP for one without.
+func TestDialerChoosesGraphOrIMAP(t *testing.T) {
+	t.Parallel()
+	srv := miniGraph(t, http.StatusOK)
+	c := &cli{cfg: &config.Config{}, log: slog.New(slog.DiscardHandler)}
+	dial := c.dialer(nil)
+
+	g := config.Graph{TenantID: "contoso.test", ClientID: "app-1", ClientSecret: "right-hunter2",
+		User: "support@example.test", AuthorityURL: srv.URL, APIURL: srv.URL + "/v1.0"}
+	mb, err := dial(t.Context(), config.Project{Key: "acme", Graph: g})
+	if err != nil {
+		t.Fatalf("dial a graph desk: %v", err)
+	}
+	if _, ok := mb.(*graph.Client); !ok {
+		t.Fatalf("dial a graph desk = %T; want *graph.Client", mb)
+	}
+	if _, err := mb.Select(t.Context(), "Inbox"); err != nil {
+		t.Fatalf("select Inbox: %v", err)
+	}
+
+	g.ClientSecret = "wrong-hunter2"
+	if mb, err := dial(t.Context(), config.Project{Key: "acme", Graph: g}); err == nil || mb != nil {
+		t.Fatalf("dial with a wrong secret = (%v, %v); want no mailbox and the error", mb, err)
+	}
+
+	imap := config.IMAP{Host: "127.0.0.1", Port: 1, Security: "none", Username: "support@example.test", Password: "pw"}
+	_, err = dial(t.Context(), config.Project{Key: "acme", IMAP: imap})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("dial an imap desk = %v; want the IMAP connection error", err)
 	}
 }
