@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/servicedesk/servicedesk/internal/fakegraph"
 	"github.com/servicedesk/servicedesk/mailbox"
 	"github.com/servicedesk/servicedesk/store"
 )
@@ -78,14 +79,14 @@ func (s *sleeps) String() string {
 }
 
 type bundle struct {
-	fake   *fakeGraph
+	fake   *fakegraph.Server
 	dialer *Dialer
 	sleeps *sleeps
 }
 
 func setup(t *testing.T, opts Options) bundle {
 	t.Helper()
-	b := bundle{fake: newFakeGraph(t), sleeps: &sleeps{}}
+	b := bundle{fake: fakegraph.New(t), sleeps: &sleeps{}}
 	opts.Sleep = b.sleeps.sleep
 	opts.PageSize = max(opts.PageSize, 10)
 	b.dialer = NewDialer(storeOf{sqliteStore(t)}, &opts)
@@ -95,7 +96,7 @@ func setup(t *testing.T, opts Options) bundle {
 // open dials and selects the Inbox.
 func (b bundle) open(t *testing.T) *Client {
 	t.Helper()
-	c, err := b.dialer.Dial(t.Context(), b.fake.config())
+	c, err := b.dialer.Dial(t.Context(), fakeConfig(b.fake))
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -121,7 +122,7 @@ func TestListing(t *testing.T) {
 	t.Run("pages are followed by @odata.nextLink and messages numbered in order, with their sizes", func(t *testing.T) {
 		b := setup(t, Options{})
 		for i := 1; i <= 25; i++ {
-			b.fake.deliver("Inbox", mime(i))
+			b.fake.Deliver("Inbox", mime(i))
 		}
 		c := b.open(t)
 		es, err := c.List(t.Context(), 0, 100)
@@ -134,22 +135,22 @@ func TestListing(t *testing.T) {
 		if es[0].Size != int64(len(mime(1))) {
 			t.Fatalf("size of UID 1 = %d; want %d (PidTagMessageSize)", es[0].Size, len(mime(1)))
 		}
-		if n := b.fake.count("GET /v1.0/users/support@contoso.test/mail"); n != 3+1 {
+		if n := b.fake.Count("GET /v1.0/users/support@contoso.test/mail"); n != 3+1 {
 			t.Fatalf("%d folder and delta requests; want the folder and 3 pages of 10", n)
 		}
-		q := b.fake.deltaQueries[0]
+		q := b.fake.DeltaQueries()[0]
 		if q.Get("$select") != "id,internetMessageId,receivedDateTime" ||
 			q.Get("$expand") != "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')" {
 			t.Fatalf("first delta query = %v; want only the IDs, Message-ID, arrival and the size property", q)
 		}
-		if b.fake.preferIDs == 0 {
+		if b.fake.PreferIDs() == 0 {
 			t.Fatal("no request asked for immutable IDs")
 		}
 	})
 
 	t.Run("a later round lists only new mail, and known messages keep their UIDs", func(t *testing.T) {
 		b := setup(t, Options{})
-		b.fake.deliver("Inbox", mime(1))
+		b.fake.Deliver("Inbox", mime(1))
 		c := b.open(t)
 		if es, err := c.List(t.Context(), 0, 100); err != nil || len(es) != 1 {
 			t.Fatalf("first List = %v, %v; want UID 1", uidsOf(es), err)
@@ -160,27 +161,27 @@ func TestListing(t *testing.T) {
 		if err := c.MarkSeen(t.Context(), []uint32{1}); err != nil { // an update in the next round
 			t.Fatalf("MarkSeen: %v", err)
 		}
-		b.fake.deliver("Inbox", mime(2))
+		b.fake.Deliver("Inbox", mime(2))
 		es, err := c.List(t.Context(), 1, 100)
 		if err != nil || fmt.Sprint(uidsOf(es)) != "[2]" {
 			t.Fatalf("List after UID 1 = %v, %v; want [2]", uidsOf(es), err)
 		}
-		if len(b.fake.deltaQueries) != 1 {
-			t.Fatalf("%d rounds started from scratch; want 1 (the later ones follow the @odata.deltaLink)", len(b.fake.deltaQueries))
+		if len(b.fake.DeltaQueries()) != 1 {
+			t.Fatalf("%d rounds started from scratch; want 1 (the later ones follow the @odata.deltaLink)", len(b.fake.DeltaQueries()))
 		}
 	})
 
 	t.Run("a limit stops reading pages once enough new mail is numbered", func(t *testing.T) {
 		b := setup(t, Options{})
 		for i := 1; i <= 35; i++ {
-			b.fake.deliver("Inbox", mime(i))
+			b.fake.Deliver("Inbox", mime(i))
 		}
 		c := b.open(t)
 		es, err := c.List(t.Context(), 0, 5)
 		if err != nil || fmt.Sprint(uidsOf(es)) != "[1 2 3 4 5]" {
 			t.Fatalf("List(0, 5) = %v, %v; want [1 2 3 4 5]", uidsOf(es), err)
 		}
-		if n := b.fake.count("GET /v1.0/users/support@contoso.test/mailfolders('"); n != 0 {
+		if n := b.fake.Count("GET /v1.0/users/support@contoso.test/mailfolders('"); n != 0 {
 			t.Fatalf("%d follow-up pages read for a limit one page meets; want 0", n)
 		}
 		es, err = c.List(t.Context(), 5, 100)
@@ -191,13 +192,13 @@ func TestListing(t *testing.T) {
 
 	t.Run("an expired delta state starts a new round without renumbering", func(t *testing.T) {
 		b := setup(t, Options{})
-		b.fake.deliver("Inbox", mime(1))
+		b.fake.Deliver("Inbox", mime(1))
 		c := b.open(t)
 		if _, err := c.List(t.Context(), 0, 100); err != nil {
 			t.Fatal(err)
 		}
-		b.fake.deliver("Inbox", mime(2))
-		b.fake.failNext("GET", "/messages/delta", 1, http.StatusGone, "", "SyncStateNotFound")
+		b.fake.Deliver("Inbox", mime(2))
+		b.fake.FailNext("GET", "/messages/delta", 1, http.StatusGone, "", "SyncStateNotFound")
 		es, err := c.List(t.Context(), 1, 100)
 		if err != nil || fmt.Sprint(uidsOf(es)) != "[2]" {
 			t.Fatalf("List after 410 = %v, %v; want [2]", uidsOf(es), err)
@@ -208,7 +209,7 @@ func TestListing(t *testing.T) {
 func TestFetch(t *testing.T) {
 	t.Run("downloads the MIME source of each UID in order", func(t *testing.T) {
 		b := setup(t, Options{})
-		ids := []string{b.fake.deliver("Inbox", mime(1)), b.fake.deliver("Inbox", mime(2))}
+		ids := []string{b.fake.Deliver("Inbox", mime(1)), b.fake.Deliver("Inbox", mime(2))}
 		c := b.open(t)
 		if _, err := c.List(t.Context(), 0, 100); err != nil {
 			t.Fatal(err)
@@ -222,14 +223,14 @@ func TestFetch(t *testing.T) {
 		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("Fetch = %q, %v; want %q", got, err, want)
 		}
-		if b.fake.downloads[ids[0]] != 1 {
-			t.Fatalf("message 1 downloaded %d times; want once", b.fake.downloads[ids[0]])
+		if b.fake.Downloads(ids[0]) != 1 {
+			t.Fatalf("message 1 downloaded %d times; want once", b.fake.Downloads(ids[0]))
 		}
 	})
 
 	t.Run("reads no more than the limit and one byte", func(t *testing.T) {
 		b := setup(t, Options{MaxMessageSize: 50})
-		b.fake.deliver("Inbox", mime(1)+strings.Repeat("x", 1000))
+		b.fake.Deliver("Inbox", mime(1)+strings.Repeat("x", 1000))
 		c := b.open(t)
 		if _, err := c.List(t.Context(), 0, 100); err != nil {
 			t.Fatal(err)
@@ -245,13 +246,13 @@ func TestFetch(t *testing.T) {
 
 	t.Run("a message gone from the mailbox is skipped", func(t *testing.T) {
 		b := setup(t, Options{})
-		b.fake.deliver("Inbox", mime(1))
-		b.fake.deliver("Inbox", mime(2))
+		b.fake.Deliver("Inbox", mime(1))
+		b.fake.Deliver("Inbox", mime(2))
 		c := b.open(t)
 		if _, err := c.List(t.Context(), 0, 100); err != nil {
 			t.Fatal(err)
 		}
-		b.fake.failNext("GET", "AAMkADMsg0001=/$value", 1, http.StatusNotFound, "", "ErrorItemNotFound")
+		b.fake.FailNext("GET", "AAMkADMsg0001=/$value", 1, http.StatusNotFound, "", "ErrorItemNotFound")
 		var got []uint32
 		err := c.Fetch(t.Context(), []uint32{1, 2}, func(uid uint32, _ []byte) error { got = append(got, uid); return nil })
 		if err != nil || fmt.Sprint(got) != "[2]" {
@@ -263,9 +264,9 @@ func TestFetch(t *testing.T) {
 func TestThrottling(t *testing.T) {
 	t.Run("429 with Retry-After is waited out, then the call succeeds", func(t *testing.T) {
 		b := setup(t, Options{})
-		b.fake.deliver("Inbox", mime(1))
+		b.fake.Deliver("Inbox", mime(1))
 		c := b.open(t)
-		b.fake.failNext("GET", "/messages/delta", 2, http.StatusTooManyRequests, "3", "TooManyRequests")
+		b.fake.FailNext("GET", "/messages/delta", 2, http.StatusTooManyRequests, "3", "TooManyRequests")
 		es, err := c.List(t.Context(), 0, 100)
 		if err != nil || len(es) != 1 {
 			t.Fatalf("List = %v, %v; want UID 1 after the throttling", uidsOf(es), err)
@@ -273,7 +274,7 @@ func TestThrottling(t *testing.T) {
 		if got := b.sleeps.String(); got != "[3s 3s]" {
 			t.Fatalf("waits = %s; want [3s 3s] (Retry-After, twice)", got)
 		}
-		if n := b.fake.count("GET /v1.0/users/support@contoso.test/mailFolders/AAMkInbox=/messages/delta"); n != 3 {
+		if n := b.fake.Count("GET /v1.0/users/support@contoso.test/mailFolders/AAMkInbox=/messages/delta"); n != 3 {
 			t.Fatalf("%d delta requests; want 3 (two throttled, one answered)", n)
 		}
 	})
@@ -281,7 +282,7 @@ func TestThrottling(t *testing.T) {
 	t.Run("503 without Retry-After backs off, doubling", func(t *testing.T) {
 		b := setup(t, Options{})
 		c := b.open(t)
-		b.fake.failNext("GET", "/messages/delta", 3, http.StatusServiceUnavailable, "", "ServiceNotAvailable")
+		b.fake.FailNext("GET", "/messages/delta", 3, http.StatusServiceUnavailable, "", "ServiceNotAvailable")
 		if _, err := c.List(t.Context(), 0, 100); err != nil {
 			t.Fatalf("List: %v", err)
 		}
@@ -293,7 +294,7 @@ func TestThrottling(t *testing.T) {
 	t.Run("a Retry-After longer than the longest wait ends the call with a temporary error, at once", func(t *testing.T) {
 		b := setup(t, Options{})
 		c := b.open(t)
-		b.fake.failNext("GET", "/messages/delta", 1, http.StatusTooManyRequests, "600", "TooManyRequests")
+		b.fake.FailNext("GET", "/messages/delta", 1, http.StatusTooManyRequests, "600", "TooManyRequests")
 		_, err := c.List(t.Context(), 0, 100)
 		if !errors.Is(err, mailbox.ErrUnavailable) || !mailbox.Temporary(err) {
 			t.Fatalf("List = %v; want a temporary throttling error", err)
@@ -309,12 +310,12 @@ func TestThrottling(t *testing.T) {
 	t.Run("throttling that does not end gives up after the retries, never spinning", func(t *testing.T) {
 		b := setup(t, Options{Retries: 3})
 		c := b.open(t)
-		b.fake.failNext("GET", "/messages/delta", 100, http.StatusTooManyRequests, "1", "TooManyRequests")
+		b.fake.FailNext("GET", "/messages/delta", 100, http.StatusTooManyRequests, "1", "TooManyRequests")
 		_, err := c.List(t.Context(), 0, 100)
 		if !mailbox.Temporary(err) {
 			t.Fatalf("List = %v; want a temporary error", err)
 		}
-		if n := b.fake.count("GET /v1.0/users/support@contoso.test/mailFolders/AAMkInbox=/messages/delta"); n != 4 {
+		if n := b.fake.Count("GET /v1.0/users/support@contoso.test/mailFolders/AAMkInbox=/messages/delta"); n != 4 {
 			t.Fatalf("%d delta requests; want 4 (the first and 3 retries)", n)
 		}
 		if got := b.sleeps.String(); got != "[1s 1s 1s]" {
@@ -336,22 +337,22 @@ func TestThrottling(t *testing.T) {
 func TestTokens(t *testing.T) {
 	t.Run("an access token that expires mid-run is replaced once and the call succeeds", func(t *testing.T) {
 		b := setup(t, Options{})
-		b.fake.deliver("Inbox", mime(1))
+		b.fake.Deliver("Inbox", mime(1))
 		c := b.open(t)
-		b.fake.expireTokens()
+		b.fake.ExpireTokens()
 		es, err := c.List(t.Context(), 0, 100)
 		if err != nil || len(es) != 1 {
 			t.Fatalf("List after the token expired = %v, %v; want UID 1", uidsOf(es), err)
 		}
-		if b.fake.tokenRequests != 2 {
-			t.Fatalf("%d token requests; want 2 (the first and one refresh)", b.fake.tokenRequests)
+		if b.fake.TokenRequests() != 2 {
+			t.Fatalf("%d token requests; want 2 (the first and one refresh)", b.fake.TokenRequests())
 		}
 	})
 
 	t.Run("a token Graph refuses twice is a login failure, not temporary", func(t *testing.T) {
 		b := setup(t, Options{})
 		c := b.open(t)
-		b.fake.failNext("GET", "/messages/delta", 2, http.StatusUnauthorized, "", "InvalidAuthenticationToken")
+		b.fake.FailNext("GET", "/messages/delta", 2, http.StatusUnauthorized, "", "InvalidAuthenticationToken")
 		_, err := c.List(t.Context(), 0, 100)
 		if !errors.Is(err, mailbox.ErrAuth) || mailbox.Temporary(err) {
 			t.Fatalf("List = %v; want a permanent login error", err)
@@ -363,8 +364,8 @@ func TestTokens(t *testing.T) {
 		for range 3 {
 			b.open(t)
 		}
-		if b.fake.tokenRequests != 1 {
-			t.Fatalf("%d token requests for 3 clients; want 1", b.fake.tokenRequests)
+		if b.fake.TokenRequests() != 1 {
+			t.Fatalf("%d token requests for 3 clients; want 1", b.fake.TokenRequests())
 		}
 	})
 
@@ -378,7 +379,7 @@ func TestTokens(t *testing.T) {
 	} {
 		t.Run(tt.name+" fails the dial with the endpoint's reason and no secret", func(t *testing.T) {
 			b := setup(t, Options{})
-			cfg := b.fake.config()
+			cfg := fakeConfig(b.fake)
 			tt.change(&cfg)
 			_, err := b.dialer.Dial(t.Context(), cfg)
 			if !errors.Is(err, mailbox.ErrAuth) || mailbox.Temporary(err) {
@@ -387,7 +388,7 @@ func TestTokens(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "Trace ID") {
 				t.Fatalf("Dial error %q; want %q without the trace lines", err, tt.want)
 			}
-			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), b.fake.secret) {
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), b.fake.Secret) {
 				t.Fatalf("Dial error %q shows a secret", err)
 			}
 		})
@@ -395,7 +396,7 @@ func TestTokens(t *testing.T) {
 
 	t.Run("an unreachable token endpoint is temporary", func(t *testing.T) {
 		b := setup(t, Options{})
-		cfg := b.fake.config()
+		cfg := fakeConfig(b.fake)
 		cfg.AuthorityURL = "http://127.0.0.1:1"
 		if _, err := b.dialer.Dial(t.Context(), cfg); err == nil || !mailbox.Temporary(err) {
 			t.Fatalf("Dial = %v; want a temporary error", err)
@@ -406,7 +407,7 @@ func TestTokens(t *testing.T) {
 func TestFolders(t *testing.T) {
 	t.Run("a missing folder is ErrNoMailbox", func(t *testing.T) {
 		b := setup(t, Options{})
-		c, err := b.dialer.Dial(t.Context(), b.fake.config())
+		c, err := b.dialer.Dial(t.Context(), fakeConfig(b.fake))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +418,7 @@ func TestFolders(t *testing.T) {
 
 	t.Run("an unknown mailbox says so, not that the folder is missing", func(t *testing.T) {
 		b := setup(t, Options{})
-		cfg := b.fake.config()
+		cfg := fakeConfig(b.fake)
 		cfg.User = "nobody@contoso.test"
 		c, err := b.dialer.Dial(t.Context(), cfg)
 		if err != nil {
@@ -431,8 +432,8 @@ func TestFolders(t *testing.T) {
 
 	t.Run("a child folder is found by display name, and its ID gives the UIDVALIDITY", func(t *testing.T) {
 		b := setup(t, Options{})
-		b.fake.addFolder("AAMkSupport=", "Support", "AAMkInbox=")
-		c, err := b.dialer.Dial(t.Context(), b.fake.config())
+		b.fake.AddFolder("AAMkSupport=", "Support", "AAMkInbox=")
+		c, err := b.dialer.Dial(t.Context(), fakeConfig(b.fake))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,7 +451,7 @@ func TestFolders(t *testing.T) {
 func TestAfterProcessing(t *testing.T) {
 	setupTwo := func(t *testing.T) (bundle, *Client, []string) {
 		b := setup(t, Options{})
-		ids := []string{b.fake.deliver("Inbox", mime(1)), b.fake.deliver("Inbox", mime(2))}
+		ids := []string{b.fake.Deliver("Inbox", mime(1)), b.fake.Deliver("Inbox", mime(2))}
 		c := b.open(t)
 		if _, err := c.List(t.Context(), 0, 100); err != nil {
 			t.Fatal(err)
@@ -463,7 +464,7 @@ func TestAfterProcessing(t *testing.T) {
 		if err := c.MarkSeen(t.Context(), []uint32{1}); err != nil {
 			t.Fatal(err)
 		}
-		if !b.fake.message(ids[0]).isRead || b.fake.message(ids[1]).isRead {
+		if !b.fake.Message(ids[0]).IsRead || b.fake.Message(ids[1]).IsRead {
 			t.Fatal("want message 1 read and message 2 not")
 		}
 	})
@@ -476,11 +477,11 @@ func TestAfterProcessing(t *testing.T) {
 		if err := c.Move(t.Context(), []uint32{2}, "Processed"); err != nil {
 			t.Fatal(err)
 		}
-		processed := b.fake.folderNamed("Processed")
-		if b.fake.message(ids[0]).folder != processed.id || b.fake.message(ids[1]).folder != processed.id {
+		processed := b.fake.FolderID("Processed")
+		if b.fake.Message(ids[0]).Folder != processed || b.fake.Message(ids[1]).Folder != processed {
 			t.Fatal("messages not in Processed")
 		}
-		if n := b.fake.count("POST /v1.0/users/support@contoso.test/mailFolders"); n != 1 {
+		if n := b.fake.Count("POST /v1.0/users/support@contoso.test/mailFolders"); n != 1 {
 			t.Fatalf("%d folders created; want 1", n)
 		}
 		// Moved mail leaves the folder: a later round lists nothing new.
@@ -497,7 +498,7 @@ func TestAfterProcessing(t *testing.T) {
 		if err := c.Delete(t.Context(), []uint32{1, 2}); err != nil {
 			t.Fatalf("Delete of a message already deleted: %v", err)
 		}
-		if b.fake.message(ids[0]).id != "" || b.fake.message(ids[1]).id != "" {
+		if b.fake.Message(ids[0]).ID != "" || b.fake.Message(ids[1]).ID != "" {
 			t.Fatal("messages still there")
 		}
 	})
@@ -512,4 +513,10 @@ func TestLinksOutsideTheAPIAreRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not under the configured api_url") || strings.Contains(err.Error(), "skiptoken") {
 		t.Fatalf("do(outside link) = %v; want a refusal without the link's query", err)
 	}
+}
+
+// fakeConfig is the mailbox of the fake Graph.
+func fakeConfig(f *fakegraph.Server) Config {
+	return Config{TenantID: f.Tenant, ClientID: f.ClientID, ClientSecret: f.Secret, User: f.User,
+		AuthorityURL: f.URL, APIURL: f.URL + "/v1.0"}
 }

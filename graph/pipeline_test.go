@@ -19,6 +19,7 @@ import (
 
 	"github.com/servicedesk/servicedesk/config"
 	"github.com/servicedesk/servicedesk/ingest"
+	"github.com/servicedesk/servicedesk/internal/fakegraph"
 	"github.com/servicedesk/servicedesk/jobs"
 	"github.com/servicedesk/servicedesk/store"
 	"github.com/servicedesk/servicedesk/ticket"
@@ -105,21 +106,21 @@ func TestFetchThroughGraph(t *testing.T) {
 			t.Run(backend+"/"+mode, func(t *testing.T) {
 				ctx := t.Context()
 				st := openStore(t, backend)
-				fake := newFakeGraph(t)
+				fake := fakegraph.New(t)
 				var ids []string
 				for i := 1; i <= distinct; i++ {
-					ids = append(ids, fake.deliver("Inbox", mime(i)))
+					ids = append(ids, fake.Deliver("Inbox", mime(i)))
 				}
-				dup := fake.deliver("Inbox", mime(7)) // the same Message-ID again
-				big := fake.deliver("Inbox", mime(99)+strings.Repeat("x", maxSize))
+				dup := fake.Deliver("Inbox", mime(7)) // the same Message-ID again
+				big := fake.Deliver("Inbox", mime(99)+strings.Repeat("x", maxSize))
 
 				ps, err := st.SyncProjects(ctx, []ticket.Project{{Key: "acme", Name: "Acme", Address: "support@contoso.test"}})
 				if err != nil {
 					t.Fatalf("sync projects: %v", err)
 				}
-				gcfg := config.Graph{TenantID: fake.tenant, ClientID: fake.clientID, ClientSecret: fake.secret, User: fake.user,
+				gcfg := config.Graph{TenantID: fake.Tenant, ClientID: fake.ClientID, ClientSecret: fake.Secret, User: fake.User,
 					Folder: "Inbox", AfterProcessing: mode, ProcessedFolder: "Done", BatchSize: 10, PollInterval: config.Duration(time.Minute),
-					AuthorityURL: fake.srv.URL, APIURL: fake.srv.URL + "/v1.0"}
+					AuthorityURL: fake.URL, APIURL: fake.URL + "/v1.0"}
 				desk := jobs.Desk{ID: ps[0].ID, Config: config.Project{Key: "acme", Address: "support@contoso.test", Graph: gcfg}}
 				waits := &sleeps{}
 				dialer := NewDialer(storeOf{st}, &Options{MaxMessageSize: maxSize, Sleep: waits.sleep})
@@ -167,12 +168,12 @@ func TestFetchThroughGraph(t *testing.T) {
 					}
 				}
 				touched := func() int {
-					return fake.count("PATCH ") + fake.count("POST /v1.0/users/support@contoso.test/messages/") +
-						fake.count("DELETE ")
+					return fake.Count("PATCH ") + fake.Count("POST /v1.0/users/support@contoso.test/messages/") +
+						fake.Count("DELETE ")
 				}
 
 				// A throttled download is waited out.
-				fake.failNext("GET", ids[3]+"/$value", 1, http.StatusTooManyRequests, "2", "TooManyRequests")
+				fake.FailNext("GET", ids[3]+"/$value", 1, http.StatusTooManyRequests, "2", "TooManyRequests")
 				fetch()
 				if n := touched(); n != 0 {
 					t.Fatalf("%d messages marked, moved or deleted before their outcome was committed; want 0", n)
@@ -181,7 +182,7 @@ func TestFetchThroughGraph(t *testing.T) {
 					t.Fatalf("waits = %s; want the one Retry-After of 2s", got)
 				}
 				process()
-				fake.expireTokens() // the next run's token is refused once
+				fake.ExpireTokens() // the next run's token is refused once
 				fetch()             // applies after_processing
 				process()
 
@@ -207,30 +208,30 @@ func TestFetchThroughGraph(t *testing.T) {
 				if fmt.Sprint(outcomes) != fmt.Sprint(want) {
 					t.Fatalf("ledger outcomes %v; want %v", outcomes, want)
 				}
-				if n := fake.downloads[big]; n != 0 {
+				if n := fake.Downloads(big); n != 0 {
 					t.Fatalf("the too-large message was downloaded %d times; want never", n)
 				}
-				if fake.tokenRequests != 2 {
-					t.Fatalf("%d token requests; want 2 (the expired token replaced once)", fake.tokenRequests)
+				if fake.TokenRequests() != 2 {
+					t.Fatalf("%d token requests; want 2 (the expired token replaced once)", fake.TokenRequests())
 				}
 
 				// after_processing: on every stored message, never on the refused one.
 				for _, id := range append(ids, dup) {
-					m := fake.message(id)
+					m := fake.Message(id)
 					var ok bool
 					switch mode {
 					case "seen":
-						ok = m.isRead
+						ok = m.IsRead
 					case "move":
-						ok = m.id != "" && m.folder == fake.folderNamed("Done").id
+						ok = m.ID != "" && m.Folder == fake.FolderID("Done")
 					case "delete":
-						ok = m.id == ""
+						ok = m.ID == ""
 					}
 					if !ok {
 						t.Fatalf("message %s after %s = %+v; want it done", id, mode, m)
 					}
 				}
-				if m := fake.message(big); m.isRead || m.folder != "AAMkInbox=" {
+				if m := fake.Message(big); m.IsRead || m.Folder != "AAMkInbox=" {
 					t.Fatalf("the refused message = %+v; want it left unread in the Inbox", m)
 				}
 
@@ -242,7 +243,7 @@ func TestFetchThroughGraph(t *testing.T) {
 					t.Fatalf("%d ledger rows after another run; want still %d", len(again), len(rows))
 				}
 				for _, id := range append(ids, dup) {
-					if n := fake.downloads[id]; n != 1 {
+					if n := fake.Downloads(id); n != 1 {
 						t.Fatalf("message %s downloaded %d times; want once", id, n)
 					}
 				}

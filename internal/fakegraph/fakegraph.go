@@ -1,4 +1,10 @@
-package graph
+// Package fakegraph is Microsoft Graph for tests: the identity platform's
+// token endpoint (client credentials) and the v1.0 mail endpoints the graph
+// package uses, on an httptest server, with the request and response
+// shapes of Microsoft's published API reference (cited at each handler).
+// It keeps one mailbox's folders and messages in memory, counts what was
+// asked, and fails on demand (throttling, expired tokens, missing items).
+package fakegraph
 
 import (
 	"encoding/json"
@@ -16,20 +22,17 @@ import (
 	"time"
 )
 
-// fakeGraph is Microsoft Graph as far as this package uses it: the
-// identity platform's token endpoint and the v1.0 mail endpoints, with the
-// request and response shapes of Microsoft's API reference (cited at each
-// handler). It keeps one mailbox's folders and messages in memory, counts
-// what was asked, and fails on demand.
-type fakeGraph struct {
-	t   *testing.T
+// Server is a fake Graph with one mailbox (User) and one app registration
+// (Tenant, ClientID, Secret). URL is the base of both the token endpoint
+// (authority_url) and, with /v1.0, of the API (api_url).
+type Server struct {
+	Tenant, ClientID, Secret, User string
+	URL                            string
+
+	t   testing.TB
 	srv *httptest.Server
 
 	mu       sync.Mutex
-	tenant   string
-	clientID string
-	secret   string
-	user     string
 	tokens   map[string]bool // access tokens currently valid
 	issued   int
 	seq      int                    // change counter of the delta state
@@ -68,27 +71,36 @@ type failure struct {
 	code       string
 }
 
-func newFakeGraph(t *testing.T) *fakeGraph {
-	f := &fakeGraph{t: t, tenant: "contoso.onmicrosoft.com", clientID: "app-1", secret: "s3cret-value",
-		user: "support@contoso.test", tokens: map[string]bool{}, folders: map[string]*fakeFolder{},
+// InboxID is the ID of the mailbox's Inbox.
+const InboxID = "AAMkInbox="
+
+// New starts a fake Graph whose mailbox has an empty Inbox; it stops at
+// the end of the test.
+func New(t testing.TB) *Server {
+	f := &Server{t: t, Tenant: "contoso.onmicrosoft.com", ClientID: "app-1", Secret: "s3cret-value",
+		User: "support@contoso.test", tokens: map[string]bool{}, folders: map[string]*fakeFolder{},
 		messages: map[string]*fakeMessage{}, downloads: map[string]int{}}
-	f.addFolder("AAMkInbox=", "Inbox", "")
+	f.addFolder(InboxID, "Inbox", "")
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.URL = f.srv.URL
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeGraph) config() Config {
-	return Config{TenantID: f.tenant, ClientID: f.clientID, ClientSecret: f.secret, User: f.user,
-		AuthorityURL: f.srv.URL, APIURL: f.srv.URL + "/v1.0"}
+// AddFolder adds a folder under parent ("" for the top of the mailbox).
+func (f *Server) AddFolder(id, name, parent string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addFolder(id, name, parent)
 }
 
-func (f *fakeGraph) addFolder(id, name, parent string) {
+func (f *Server) addFolder(id, name, parent string) {
 	f.folders[id] = &fakeFolder{id: id, name: name, parent: parent, removed: map[string]int{}}
 }
 
-// deliver puts a message into the folder named name and returns its ID.
-func (f *fakeGraph) deliver(folderName string, mime string) string {
+// Deliver puts a message into the folder named folderName and returns its
+// ID.
+func (f *Server) Deliver(folderName string, mime string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fo := f.folderNamed(folderName)
@@ -100,7 +112,14 @@ func (f *fakeGraph) deliver(folderName string, mime string) string {
 	return id
 }
 
-func (f *fakeGraph) folderNamed(name string) *fakeFolder {
+// FolderID returns the ID of the folder named name.
+func (f *Server) FolderID(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.folderNamed(name).id
+}
+
+func (f *Server) folderNamed(name string) *fakeFolder {
 	for _, fo := range f.folders {
 		if strings.EqualFold(fo.name, name) {
 			return fo
@@ -110,9 +129,10 @@ func (f *fakeGraph) folderNamed(name string) *fakeFolder {
 	return nil
 }
 
-// failNext makes the next n requests matching pathPart (and method, if
-// not "") fail with status.
-func (f *fakeGraph) failNext(method, pathPart string, n, status int, retryAfter, code string) {
+// FailNext makes the next n API requests whose path contains pathPart
+// (and of method, if not "") fail with status, a Retry-After header (if
+// not "") and Graph's error body with code.
+func (f *Server) FailNext(method, pathPart string, n, status int, retryAfter, code string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failures = append(f.failures, &failure{n: n, status: status, retryAfter: retryAfter, code: code,
@@ -121,15 +141,17 @@ func (f *fakeGraph) failNext(method, pathPart string, n, status int, retryAfter,
 		}})
 }
 
-// expireTokens makes every access token issued so far invalid, as when
-// one expires mid-run.
-func (f *fakeGraph) expireTokens() {
+// ExpireTokens makes every access token issued so far invalid, as when
+// one expires mid-run: Graph answers 401 InvalidAuthenticationToken.
+func (f *Server) ExpireTokens() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.tokens)
 }
 
-func (f *fakeGraph) count(prefix string) int {
+// Count is how many API requests ("METHOD /path", the path decoded) began
+// with prefix.
+func (f *Server) Count(prefix string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -141,13 +163,49 @@ func (f *fakeGraph) count(prefix string) int {
 	return n
 }
 
-func (f *fakeGraph) message(id string) fakeMessage {
+// Message is a message's state; ID "" when it is deleted.
+type Message struct {
+	ID, Folder string
+	IsRead     bool
+}
+
+// Message returns the state of the message id.
+func (f *Server) Message(id string) Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if m, ok := f.messages[id]; ok {
-		return *m
+		return Message{ID: m.id, Folder: m.folder, IsRead: m.isRead}
 	}
-	return fakeMessage{}
+	return Message{}
+}
+
+// Downloads is how often the MIME source of message id was downloaded.
+func (f *Server) Downloads(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.downloads[id]
+}
+
+// TokenRequests is how many tokens were asked for.
+func (f *Server) TokenRequests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tokenRequests
+}
+
+// DeltaQueries are the queries of the first request of each delta round
+// started from scratch.
+func (f *Server) DeltaQueries() []url.Values {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.deltaQueries)
+}
+
+// PreferIDs is how many API requests asked for immutable IDs.
+func (f *Server) PreferIDs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.preferIDs
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -174,7 +232,7 @@ var (
 	msgPath   = regexp.MustCompile(`^/messages/([^/]+)(/\$value|/move)?$`)
 )
 
-func (f *fakeGraph) serve(w http.ResponseWriter, r *http.Request) {
+func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if m := tokenPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost {
@@ -202,7 +260,7 @@ func (f *fakeGraph) serve(w http.ResponseWriter, r *http.Request) {
 		f.preferIDs++
 	}
 	m := userPath.FindStringSubmatch(r.URL.Path)
-	if m == nil || !strings.EqualFold(m[1], f.user) {
+	if m == nil || !strings.EqualFold(m[1], f.User) {
 		graphError(w, http.StatusNotFound, "ErrorInvalidUser", "The requested user is invalid.")
 		return
 	}
@@ -237,18 +295,18 @@ func firstOf(m []string) string {
 // https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow
 // (form fields client_id, client_secret, scope, grant_type; the success
 // and error responses as shown there).
-func (f *fakeGraph) token(w http.ResponseWriter, r *http.Request, tenant string) {
+func (f *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 	f.tokenRequests++
 	_ = r.ParseForm()
 	switch {
-	case tenant != f.tenant:
+	case tenant != f.Tenant:
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request",
 			"error_description": "AADSTS90002: Tenant '" + tenant + "' not found.\r\nTrace ID: 1\r\nCorrelation ID: 2",
 			"error_codes":       []int{90002}})
 	case r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("scope") != f.srv.URL+"/.default":
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_scope",
 			"error_description": "AADSTS70011: The provided value for the input parameter 'scope' is not valid."})
-	case r.PostForm.Get("client_id") != f.clientID || r.PostForm.Get("client_secret") != f.secret:
+	case r.PostForm.Get("client_id") != f.ClientID || r.PostForm.Get("client_secret") != f.Secret:
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "invalid_client",
 			"error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\nTrace ID: 1",
 			"error_codes":       []int{7000215}})
@@ -265,7 +323,7 @@ func folderJSON(fo *fakeFolder, total int) map[string]any {
 		"unreadItemCount": 0, "totalItemCount": total, "isHidden": false}
 }
 
-func (f *fakeGraph) total(folderID string) int {
+func (f *Server) total(folderID string) int {
 	n := 0
 	for _, m := range f.messages {
 		if m.folder == folderID {
@@ -277,10 +335,10 @@ func (f *fakeGraph) total(folderID string) int {
 
 // getFolder: https://learn.microsoft.com/en-us/graph/api/mailfolder-get
 // (by ID or well-known name).
-func (f *fakeGraph) getFolder(w http.ResponseWriter, id string) {
+func (f *Server) getFolder(w http.ResponseWriter, id string) {
 	fo, ok := f.folders[id]
 	if !ok && strings.EqualFold(id, "inbox") {
-		fo, ok = f.folders["AAMkInbox="], true
+		fo, ok = f.folders[InboxID], true
 	}
 	if !ok {
 		graphError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
@@ -294,7 +352,7 @@ func (f *fakeGraph) getFolder(w http.ResponseWriter, id string) {
 // https://learn.microsoft.com/en-us/graph/api/user-list-mailfolders,
 // https://learn.microsoft.com/en-us/graph/api/mailfolder-post-childfolders,
 // https://learn.microsoft.com/en-us/graph/api/user-post-mailfolders.
-func (f *fakeGraph) childFolders(w http.ResponseWriter, r *http.Request, parent string) {
+func (f *Server) childFolders(w http.ResponseWriter, r *http.Request, parent string) {
 	if parent != "" {
 		if _, ok := f.folders[parent]; !ok {
 			graphError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
@@ -342,7 +400,7 @@ func (f *fakeGraph) childFolders(w http.ResponseWriter, r *http.Request, parent 
 // the round ends with @odata.deltaLink ($deltatoken); later rounds return
 // what changed, deletions as "@removed". The state token here is the
 // change counter the client has seen.
-func (f *fakeGraph) delta(w http.ResponseWriter, r *http.Request, folderID string) {
+func (f *Server) delta(w http.ResponseWriter, r *http.Request, folderID string) {
 	fo, ok := f.folders[folderID]
 	if !ok {
 		graphError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
@@ -388,7 +446,7 @@ func (f *fakeGraph) delta(w http.ResponseWriter, r *http.Request, folderID strin
 	}
 	slices.SortFunc(changes, func(a, b change) int { return a.seq - b.seq })
 	body := map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(message)"}
-	base := f.srv.URL + "/v1.0/users/" + url.PathEscape(f.user) + "/mailfolders('" + fo.id + "')/messages/delta"
+	base := f.srv.URL + "/v1.0/users/" + url.PathEscape(f.User) + "/mailfolders('" + fo.id + "')/messages/delta"
 	if len(changes) > pageSize {
 		changes = changes[:pageSize]
 		body["@odata.nextLink"] = base + "?$skiptoken=seq-" + strconv.Itoa(changes[len(changes)-1].seq)
@@ -405,7 +463,7 @@ func (f *fakeGraph) delta(w http.ResponseWriter, r *http.Request, folderID strin
 
 // firstExpand is the $expand of the first delta request: the links of a
 // round carry its options encoded in their tokens.
-func (f *fakeGraph) firstExpand() string {
+func (f *Server) firstExpand() string {
 	if len(f.deltaQueries) == 0 {
 		return ""
 	}
@@ -417,7 +475,7 @@ func (f *fakeGraph) firstExpand() string {
 // PATCH .../messages/{id} (https://learn.microsoft.com/en-us/graph/api/message-update),
 // POST .../messages/{id}/move (https://learn.microsoft.com/en-us/graph/api/message-move),
 // DELETE .../messages/{id} (https://learn.microsoft.com/en-us/graph/api/message-delete).
-func (f *fakeGraph) messageOp(w http.ResponseWriter, r *http.Request, id, op string) {
+func (f *Server) messageOp(w http.ResponseWriter, r *http.Request, id, op string) {
 	m, ok := f.messages[id]
 	if !ok {
 		graphError(w, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
