@@ -85,6 +85,9 @@ type Options struct {
 	// MaxMessageSize is the most bytes read of a message: a larger one is
 	// read to the limit and one byte, so the caller can tell. 0: no limit.
 	MaxMessageSize int64
+	// Downloads is how many messages are downloaded at once. Defaults to 4
+	// (Outlook's limit of concurrent requests per mailbox and app).
+	Downloads int
 	// PageSize is the most messages a listing page holds. Defaults to 100.
 	PageSize int
 	// MaxPages bounds the pages one List reads. Defaults to 50.
@@ -111,6 +114,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
+	o.Downloads = cmp.Or(o.Downloads, 4)
 	o.PageSize = cmp.Or(o.PageSize, 100)
 	o.MaxPages = cmp.Or(o.MaxPages, 50)
 	o.RequestTimeout = cmp.Or(o.RequestTimeout, 2*time.Minute)
@@ -363,20 +367,60 @@ func isSizeProperty(id string) bool {
 // calls fn for each in ascending UID order; a message no longer in the
 // mailbox is skipped. At most Options.MaxMessageSize and one byte is read
 // of each. An error from fn stops Fetch and is returned as is.
+//
+// Up to Options.Downloads messages are downloaded at once (Outlook allows
+// four concurrent requests per mailbox and app), so at most that many
+// messages are held in memory.
 func (c *Client) Fetch(ctx context.Context, uids []uint32, fn func(uid uint32, raw []byte) error) error {
 	msgs, err := c.messages(ctx, uids)
 	if err != nil {
 		return err
 	}
-	for _, m := range msgs {
-		raw, err := c.download(ctx, m)
-		if errors.Is(err, errNotFound) {
+	type result struct {
+		raw []byte
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	results := make([]chan result, len(msgs))
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	slots := make(chan struct{}, c.d.opts.Downloads) // taken from start to handed over
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, m := range msgs {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				raw, err := c.download(ctx, m)
+				results[i] <- result{raw, err}
+			}()
+		}
+	}()
+	for i, m := range msgs {
+		var r result
+		select {
+		case r = <-results[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		<-slots
+		if errors.Is(r.err, errNotFound) {
 			continue
 		}
-		if err != nil {
-			return err
+		if r.err != nil {
+			return r.err
 		}
-		if err := fn(m.UID, raw); err != nil {
+		if err := fn(m.UID, r.raw); err != nil {
 			return err
 		}
 	}

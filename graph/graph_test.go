@@ -228,6 +228,42 @@ func TestFetch(t *testing.T) {
 		}
 	})
 
+	t.Run("downloads several at once but hands them over in UID order; an error from fn stops it", func(t *testing.T) {
+		b := setup(t, Options{Downloads: 3})
+		for i := 1; i <= 20; i++ {
+			b.fake.Deliver("Inbox", mime(i))
+		}
+		c := b.open(t)
+		if _, err := c.List(t.Context(), 0, 100); err != nil {
+			t.Fatal(err)
+		}
+		b.fake.FailNext("GET", "AAMkADMsg0002=/$value", 1, http.StatusServiceUnavailable, "", "ServiceNotAvailable")
+		var got []uint32
+		all := make([]uint32, 20)
+		for i := range all {
+			all[i] = uint32(i + 1)
+		}
+		stop := errors.New("stop")
+		err := c.Fetch(t.Context(), all, func(uid uint32, raw []byte) error {
+			if !strings.Contains(string(raw), fmt.Sprintf("help %d\r\n", uid)) {
+				t.Errorf("UID %d got the body of another message", uid)
+			}
+			got = append(got, uid)
+			if uid == 15 {
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || len(got) != 15 || got[0] != 1 || got[14] != 15 {
+			t.Fatalf("Fetch = %v after %v; want UIDs 1..15 in order, then fn's error", err, got)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] {
+				t.Fatalf("UIDs handed over out of order: %v", got)
+			}
+		}
+	})
+
 	t.Run("reads no more than the limit and one byte", func(t *testing.T) {
 		b := setup(t, Options{MaxMessageSize: 50})
 		b.fake.Deliver("Inbox", mime(1)+strings.Repeat("x", 1000))
