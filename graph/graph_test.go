@@ -46,7 +46,7 @@ func messagesOf(in []store.GraphMessage, err error) ([]Message, error) {
 	return out, err
 }
 
-func sqliteStore(t *testing.T) *store.Store {
+func sqliteStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.Context(), "sqlite://"+t.TempDir()+"/desk.db", nil)
 	if err != nil {

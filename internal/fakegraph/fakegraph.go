@@ -28,6 +28,9 @@ import (
 type Server struct {
 	Tenant, ClientID, Secret, User string
 	URL                            string
+	// Latency delays every answer, as a remote service would; requests
+	// wait side by side. Set it before the first request.
+	Latency time.Duration
 
 	t   testing.TB
 	srv *httptest.Server
@@ -233,6 +236,7 @@ var (
 )
 
 func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(f.Latency)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if m := tokenPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost {
