@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/servicedesk/servicedesk/internal/fakegraph"
-	"github.com/servicedesk/servicedesk/mailbox"
 )
 
 // BenchmarkFetchThroughGraph lists and downloads 200 messages of 4 KB from
@@ -46,7 +45,7 @@ func BenchmarkFetchThroughGraph(b *testing.B) {
 				b.Fatalf("List = %d, %v; want %d", len(es), err, n)
 			}
 			got := 0
-			if err := c.Fetch(b.Context(), uids(es), func(uint32, []byte) error { got++; return nil }); err != nil || got != n {
+			if err := c.Fetch(b.Context(), uidsOf(es), func(uint32, []byte) error { got++; return nil }); err != nil || got != n {
 				b.Fatalf("Fetch = %d, %v", got, err)
 			}
 		}
@@ -104,14 +103,6 @@ func BenchmarkFetchThroughGraph(b *testing.B) {
 		}
 		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
-}
-
-func uids(es []mailbox.Entry) []uint32 {
-	out := make([]uint32, len(es))
-	for i, e := range es {
-		out[i] = e.UID
-	}
-	return out
 }
 
 func getJSON(b *testing.B, hc *http.Client, method, link, token string, body io.Reader, out any) {
