@@ -369,8 +369,8 @@ func isSizeProperty(id string) bool {
 // of each. An error from fn stops Fetch and is returned as is.
 //
 // Up to Options.Downloads messages are downloaded at once (Outlook allows
-// four concurrent requests per mailbox and app), so at most that many
-// messages are held in memory.
+// four concurrent requests per mailbox and app), so no more messages than
+// that, and the one fn has, are held in memory.
 func (c *Client) Fetch(ctx context.Context, uids []uint32, fn func(uid uint32, raw []byte) error) error {
 	msgs, err := c.messages(ctx, uids)
 	if err != nil {
