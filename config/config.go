@@ -51,6 +51,9 @@ type Intake struct {
 	// IMAP is the intake mailbox, with the keys (and defaults) of a
 	// project's imap; username defaults to the address.
 	IMAP IMAP `yaml:"imap"`
+	// Graph reads the intake mailbox through Microsoft Graph instead of
+	// IMAP, with the keys of a project's graph.
+	Graph Graph `yaml:"graph"`
 }
 
 // Enabled reports whether an intake mailbox is configured.
@@ -185,10 +188,13 @@ type Project struct {
 	// Aliases are more addresses of the desk: mail to them (forwarded to
 	// the intake mailbox, or in the desk's own) is the desk's. Optional.
 	Aliases []string `yaml:"aliases"`
-	// IMAP is the desk's own mailbox; optional when an intake mailbox
-	// serves the desk.
+	// IMAP or Graph is the desk's own mailbox, at most one of them;
+	// optional when an intake mailbox serves the desk.
 	IMAP IMAP `yaml:"imap"`
-	SMTP SMTP `yaml:"smtp"`
+	// Graph reads a Microsoft 365 mailbox through Microsoft Graph instead
+	// of IMAP. Optional.
+	Graph Graph `yaml:"graph"`
+	SMTP  SMTP  `yaml:"smtp"`
 	// Templates override the default mails, by kind: thank_you, note,
 	// new_participant, closed, reopened. Placeholders in GitLab's style:
 	// %{TICKET_REF}, %{TICKET_ID}, %{TICKET_URL}, %{TICKET_DESCRIPTION},
@@ -217,7 +223,7 @@ type DKIM struct {
 
 // HasMailbox reports whether the desk has a mailbox of its own (else the
 // intake mailbox serves it).
-func (p Project) HasMailbox() bool { return p.IMAP.Host != "" }
+func (p Project) HasMailbox() bool { return p.IMAP.Host != "" || p.Graph.Configured() }
 
 // TemplateKinds are the kinds of mail a template may be given for.
 func TemplateKinds() []string {
@@ -248,6 +254,166 @@ type IMAP struct {
 	BatchSize int `yaml:"batch_size"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Graph is a Microsoft 365 mailbox read through Microsoft Graph (v1.0) with
+// the OAuth2 client credentials grant: an app registration in the tenant
+// with the Mail.ReadWrite application permission. It is configured when
+// any of tenant_id, client_id, client_secret(_file) or user is set.
+type Graph struct {
+	// TenantID is the directory (tenant) ID or a verified domain. Required.
+	TenantID string `yaml:"tenant_id"`
+	// ClientID is the app registration's application (client) ID. Required.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the app registration's client secret (or
+	// client_secret_file). Required.
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// User is the mailbox: its address (user principal name) or object ID.
+	// Defaults to the project's address.
+	User string `yaml:"user"`
+	// Folder is a well-known folder name (Inbox, Archive, ...) or a path of
+	// display names from the top of the mailbox (Inbox/Support). Defaults
+	// to Inbox.
+	Folder string `yaml:"folder"`
+	// PollInterval is how often the mailbox is fetched. Defaults to 30s; at
+	// least 1s.
+	PollInterval Duration `yaml:"poll_interval"`
+	// AfterProcessing is seen (default: marked read), move or delete (to
+	// Deleted Items); applied only after the message's outcome is
+	// committed.
+	AfterProcessing string `yaml:"after_processing"`
+	// ProcessedFolder is where move puts processed mail, a path of display
+	// names like Folder, created when missing. Defaults to Processed.
+	ProcessedFolder string `yaml:"processed_folder"`
+	// BatchSize is the most messages one fetch run downloads. Defaults to
+	// 100.
+	BatchSize int `yaml:"batch_size"`
+	// AuthorityURL is the base of the token endpoint
+	// (AuthorityURL/{tenant}/oauth2/v2.0/token). Defaults to
+	// https://login.microsoftonline.com; national clouds and tests only.
+	AuthorityURL string `yaml:"authority_url"`
+	// APIURL is the base of the Graph API. Defaults to
+	// https://graph.microsoft.com/v1.0; national clouds and tests only.
+	APIURL string `yaml:"api_url"`
+}
+
+// Configured reports whether the section is used.
+func (g Graph) Configured() bool {
+	return g.TenantID != "" || g.ClientID != "" || g.ClientSecret != "" || g.ClientSecretFile != "" || g.User != ""
+}
+
+// Defaults of a Graph mailbox.
+const (
+	DefaultGraphAuthorityURL = "https://login.microsoftonline.com"
+	DefaultGraphAPIURL       = "https://graph.microsoft.com/v1.0"
+)
+
+// withDefaults fills the defaults of a configured section; address is the
+// mailbox's own address (the default user).
+func (g *Graph) withDefaults(address string) {
+	if !g.Configured() {
+		return
+	}
+	if g.User == "" {
+		g.User = address
+	}
+	if g.Folder == "" {
+		g.Folder = "Inbox"
+	}
+	if g.PollInterval == 0 {
+		g.PollInterval = Duration(30 * time.Second)
+	}
+	if g.AfterProcessing == "" {
+		g.AfterProcessing = "seen"
+	}
+	if g.ProcessedFolder == "" {
+		g.ProcessedFolder = "Processed"
+	}
+	if g.BatchSize == 0 {
+		g.BatchSize = 100
+	}
+	if g.AuthorityURL == "" {
+		g.AuthorityURL = DefaultGraphAuthorityURL
+	}
+	if g.APIURL == "" {
+		g.APIURL = DefaultGraphAPIURL
+	}
+	g.AuthorityURL = strings.TrimRight(g.AuthorityURL, "/")
+	g.APIURL = strings.TrimRight(g.APIURL, "/")
+}
+
+// validate names every problem of the section at (e.g. "projects[0]
+// (acme).graph"), never a secret.
+func (g Graph) validate(at string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if g.TenantID == "" {
+		bad("%s.tenant_id: required (the directory ID of the Microsoft 365 tenant)", at)
+	}
+	if g.ClientID == "" {
+		bad("%s.client_id: required (the application ID of the app registration)", at)
+	}
+	if g.ClientSecret == "" {
+		bad("%s.client_secret: required (or client_secret_file)", at)
+	}
+	if g.User == "" {
+		bad("%s.user: required (the mailbox address)", at)
+	}
+	if strings.ContainsAny(g.TenantID+g.User, "/?#% ") {
+		bad("%s: tenant_id and user may not contain '/', '?', '#', '%%' or spaces", at)
+	}
+	errs = append(errs, g.polling().validate(at)...)
+	for _, u := range []struct{ field, raw string }{{"authority_url", g.AuthorityURL}, {"api_url", g.APIURL}} {
+		if err := checkURL(at+"."+u.field, u.raw, "https://…", map[string]bool{"https": true, "http": true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// Polling is how a mailbox is polled and what becomes of processed mail,
+// whichever kind of mailbox it is.
+type Polling struct {
+	Folder          string
+	PollInterval    Duration
+	AfterProcessing string
+	ProcessedFolder string
+	BatchSize       int
+}
+
+// Polling returns the polling settings of the project's mailbox: its
+// graph section's when that is configured, else its imap section's.
+func (p Project) Polling() Polling {
+	if p.Graph.Configured() {
+		return p.Graph.polling()
+	}
+	return p.IMAP.polling()
+}
+
+func (g Graph) polling() Polling {
+	return Polling{Folder: g.Folder, PollInterval: g.PollInterval, AfterProcessing: g.AfterProcessing,
+		ProcessedFolder: g.ProcessedFolder, BatchSize: g.BatchSize}
+}
+
+func (m IMAP) polling() Polling {
+	return Polling{Folder: m.Folder, PollInterval: m.PollInterval, AfterProcessing: m.AfterProcessing,
+		ProcessedFolder: m.ProcessedFolder, BatchSize: m.BatchSize}
+}
+
+// validate names every problem of the settings of the mailbox at.
+func (p Polling) validate(at string) []error {
+	var errs []error
+	if time.Duration(p.PollInterval) < time.Second {
+		errs = append(errs, fmt.Errorf("%s.poll_interval %s: at least 1s", at, p.PollInterval))
+	}
+	if !oneOf(p.AfterProcessing, "seen", "move", "delete") {
+		errs = append(errs, fmt.Errorf("%s.after_processing %q: want seen, move or delete", at, p.AfterProcessing))
+	}
+	if p.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("%s.batch_size %d: at least 1", at, p.BatchSize))
+	}
+	return errs
 }
 
 // SMTP is a project's outbound server.
@@ -334,9 +500,15 @@ func (c *Config) readSecretFiles() error {
 	if err := read("intake.imap.password", &c.Intake.IMAP.Password, c.Intake.IMAP.PasswordFile); err != nil {
 		return err
 	}
+	if err := read("intake.graph.client_secret", &c.Intake.Graph.ClientSecret, c.Intake.Graph.ClientSecretFile); err != nil {
+		return err
+	}
 	for i := range c.Projects {
 		p := &c.Projects[i]
 		if err := read(fmt.Sprintf("projects[%d].imap.password", i), &p.IMAP.Password, p.IMAP.PasswordFile); err != nil {
+			return err
+		}
+		if err := read(fmt.Sprintf("projects[%d].graph.client_secret", i), &p.Graph.ClientSecret, p.Graph.ClientSecretFile); err != nil {
 			return err
 		}
 		if err := read(fmt.Sprintf("projects[%d].smtp.password", i), &p.SMTP.Password, p.SMTP.PasswordFile); err != nil {
@@ -409,6 +581,7 @@ func (c *Config) withDefaults() {
 	def(&c.Log.Level, "info")
 	c.Intake.Address = strings.ToLower(strings.TrimSpace(c.Intake.Address))
 	c.Intake.IMAP.withDefaults(c.Intake.Address)
+	c.Intake.Graph.withDefaults(c.Intake.Address)
 	for i := range c.Projects {
 		p := &c.Projects[i]
 		p.Key = strings.TrimSpace(p.Key)
@@ -418,6 +591,7 @@ func (c *Config) withDefaults() {
 			p.Aliases[j] = strings.ToLower(strings.TrimSpace(a))
 		}
 		p.IMAP.withDefaults(p.Address)
+		p.Graph.withDefaults(p.Address)
 		def(&p.SMTP.Security, "starttls")
 		if p.SMTP.Port == 0 {
 			p.SMTP.Port = map[string]int{"tls": 465, "starttls": 587, "none": 25}[p.SMTP.Security]
@@ -466,19 +640,10 @@ func (m IMAP) validate(at string) []error {
 	if m.Password == "" {
 		bad("%s.password: required (or password_file)", at)
 	}
-	if time.Duration(m.PollInterval) < time.Second {
-		bad("%s.poll_interval %s: at least 1s", at, m.PollInterval)
-	}
-	if !oneOf(m.AfterProcessing, "seen", "move", "delete") {
-		bad("%s.after_processing %q: want seen, move or delete", at, m.AfterProcessing)
-	}
-	if m.BatchSize < 1 {
-		bad("%s.batch_size %d: at least 1", at, m.BatchSize)
-	}
 	if m.Port <= 0 || m.Port > 65535 {
 		bad("%s.port %d: out of range", at, m.Port)
 	}
-	return errs
+	return append(errs, m.polling().validate(at)...)
 }
 
 // validateIntake checks the intake and that every address of the desks
@@ -508,8 +673,17 @@ func (c *Config) validateIntake(bad func(format string, args ...any)) {
 		if !bareAddress(in.Address) || strings.Contains(in.Address, "+") {
 			bad("intake.address %q: want a bare address without +tag, like incoming@example.com", in.Address)
 		}
-		for _, err := range in.IMAP.validate("intake.imap") {
-			bad("%s", err)
+		switch {
+		case in.Graph.Configured() && in.IMAP.Host != "":
+			bad("intake: imap and graph are both set; a mailbox is one or the other")
+		case in.Graph.Configured():
+			for _, err := range in.Graph.validate("intake.graph") {
+				bad("%s", err)
+			}
+		default:
+			for _, err := range in.IMAP.validate("intake.imap") {
+				bad("%s", err)
+			}
 		}
 		claim(in.Address, "intake")
 	}
@@ -613,7 +787,12 @@ func (c *Config) Validate() error {
 			bad("%s.address %q: used by two projects", at, p.Address)
 		}
 		addrs[p.Address] = true
-		if p.HasMailbox() {
+		switch {
+		case p.Graph.Configured() && p.IMAP.Host != "":
+			bad("%s: imap and graph are both set; a mailbox is one or the other", at)
+		case p.Graph.Configured():
+			errs = append(errs, p.Graph.validate(at+".graph")...)
+		case p.HasMailbox():
 			for _, err := range p.IMAP.validate(at + ".imap") {
 				bad("%s", err)
 			}

@@ -49,9 +49,21 @@ func TestIntakeConfig(t *testing.T) {
 			t.Fatalf("Parse(minimal) = %v, intake %+v", err, c.Intake)
 		}
 	})
+	t.Run("the intake may be a Microsoft Graph mailbox", func(t *testing.T) {
+		graphIntake := strings.Replace(withIntake, "imap: {host: imap.intake.test, password: intake-secret, poll_interval: 5s}",
+			"graph: {tenant_id: t-1, client_id: c-1, client_secret: s-1}", 1)
+		c, err := Parse([]byte(graphIntake), nil)
+		if err != nil {
+			t.Fatalf("Parse = %v", err)
+		}
+		if g := c.Intake.Graph; !g.Configured() || g.User != "incoming@intake.test" || c.Intake.IMAP.Host != "" {
+			t.Fatalf("intake graph = %+v; want it configured, user defaulting to the intake address", g)
+		}
+	})
 	bad := []struct {
 		name, from, to, want string
 	}{
+		{"the intake is imap or graph, not both", "poll_interval: 5s}\n", "poll_interval: 5s}\n  graph: {tenant_id: t, client_id: c, client_secret: s}\n", "intake: imap and graph are both set"},
 		{"a desk needs its own mailbox or an intake", "intake:\n  address: Incoming@Intake.test\n  imap: {host: imap.intake.test, password: intake-secret, poll_interval: 5s}\n", "",
 			"projects[0] (acme).imap.host: required (or set intake: so that the intake mailbox serves the desk)"},
 		{"the intake needs a mailbox", "imap: {host: imap.intake.test, password: intake-secret, poll_interval: 5s}", "imap: {password: x}", "intake.imap.host: required"},

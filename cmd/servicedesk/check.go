@@ -60,7 +60,10 @@ func (c *cli) check(ctx context.Context, args []string) error {
 	}
 	c.checkIntake(step)
 	for _, p := range c.cfg.Projects {
-		if p.HasMailbox() {
+		switch {
+		case p.Graph.Configured():
+			c.checkGraph(p, step)
+		case p.HasMailbox():
 			step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
 				return c.checkIMAP(ctx, p)
 			})

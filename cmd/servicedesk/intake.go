@@ -39,7 +39,7 @@ func (c *cli) mailboxes(ctx context.Context, st *store.Store, desks []jobs.Desk)
 // intakeProject is the intake mailbox in the shape the fetcher, the
 // scheduler and the dialer take a mailbox: a project of its own.
 func intakeProject(in config.Intake) config.Project {
-	return config.Project{Key: ticket.IntakeKey, Name: "intake", Address: in.Address, IMAP: in.IMAP}
+	return config.Project{Key: ticket.IntakeKey, Name: "intake", Address: in.Address, IMAP: in.IMAP, Graph: in.Graph}
 }
 
 // verifier is the address verifier, looking at the intake's ledger too
@@ -68,6 +68,10 @@ func (c *cli) checkIMAP(ctx context.Context, p config.Project) error {
 func (c *cli) checkIntake(step func(name string, timeout time.Duration, f func(context.Context) error)) {
 	in := c.cfg.Intake
 	if !in.Enabled() {
+		return
+	}
+	if in.Graph.Configured() {
+		c.checkGraph(intakeProject(in), step)
 		return
 	}
 	step(fmt.Sprintf("intake %s imap %s:%d", in.Address, in.IMAP.Host, in.IMAP.Port), 30*time.Second, func(ctx context.Context) error {

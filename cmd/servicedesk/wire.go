@@ -83,8 +83,14 @@ func smtpConfig(p config.Project) notify.SMTPConfig {
 		Username: p.SMTP.Username, Password: p.SMTP.Password, InsecureSkipVerify: p.SMTP.InsecureSkipVerify}
 }
 
-func (c *cli) dialer() jobs.Dialer {
+// dialer opens a project's mailbox: Microsoft Graph or IMAP, as
+// configured. st keeps the UIDs of Graph messages.
+func (c *cli) dialer(st *store.Store) jobs.Dialer {
+	graphs := c.graphDialer(st)
 	return func(ctx context.Context, p config.Project) (jobs.Mailbox, error) {
+		if p.Graph.Configured() {
+			return dialGraph(ctx, graphs, p)
+		}
 		cfg := imapConfig(p)
 		// Whatever a server says a message's size is, no more than the
 		// limit (and a byte, to tell) is read of it.
