@@ -26,6 +26,7 @@ var migrations = []migration{
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+	{9, "unsubscribes", migrateUnsubscribes},
 }
 
 // migrateProjectMailIndex lets the project's ceiling on automatic mail

@@ -52,12 +52,17 @@ const (
 	OutcomeFailed        Outcome = "failed"   // failed for good; stays in the mailbox
 )
 
+// OutcomeUnsubscribed is the outcome of a mail to a ticket's unsubscribe
+// address whose token verified for its sender: the sender gets no more
+// mail on the ticket. It is never a message on the ticket, never answered.
+const OutcomeUnsubscribed Outcome = "unsubscribed"
+
 // Final reports whether the outcome lets the message be flagged, moved or
 // deleted in the IMAP mailbox (after_processing). Rejected and failed mail
 // stays untouched so nothing is lost.
 func (o Outcome) Final() bool {
 	switch o {
-	case OutcomeTicketCreated, OutcomeReplyAdded, OutcomeAutoReply, OutcomeBounce, OutcomeDuplicate:
+	case OutcomeTicketCreated, OutcomeReplyAdded, OutcomeAutoReply, OutcomeBounce, OutcomeDuplicate, OutcomeUnsubscribed:
 		return true
 	}
 	return false
@@ -85,6 +90,10 @@ type Ticket struct {
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	Messages     []Message `json:"messages,omitempty"`
+
+	// Unsubscribed are the participants who asked for no more mail on the
+	// ticket (lower-cased); only a single ticket's read fills it.
+	Unsubscribed []string `json:"unsubscribed,omitempty"`
 }
 
 // FormatRef gives the human reference of a ticket, e.g. "acme#12".
@@ -247,6 +256,10 @@ type Delivery struct {
 	// DeskAddress is the project's address, never a participant; empty:
 	// the store reads it from the project.
 	DeskAddress string
+
+	// Unsubscribe, with OutcomeUnsubscribed, is the address that asks for
+	// no more mail on ticket TicketID; Message is kept for the ledger only.
+	Unsubscribe string
 }
 
 // Committed is what the store did with a Delivery.
