@@ -75,6 +75,14 @@ type Project struct {
 	PublicURL string
 	// DKIM signs the project's mail when set (RFC 6376).
 	DKIM *DKIMConfig
+
+	// Links signs the recipient's links (TICKET_URL, UNSUBSCRIBE_URL,
+	// attachments too large to mail) and the List-Unsubscribe header. nil:
+	// no ticket link, no List-Unsubscribe, attachment links to the API.
+	Links *ticket.CustomerLinks
+	// SystemHeader, SystemFooter and AdditionalText fill GitLab's
+	// placeholders of the same names; empty drops their lines.
+	SystemHeader, SystemFooter, AdditionalText string
 }
 
 // Store is what notify reads and writes.
