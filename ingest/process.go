@@ -64,6 +64,10 @@ type Options struct {
 	// Limits bounds the parse of one message (header sizes, entries, MIME
 	// parts and depth, subject, deadline); zero fields take DefaultLimits.
 	Limits Limits
+
+	// Links verifies the tokens of unsubscribe addresses
+	// (desk+unsubscribe-...@); nil: such mail is processed like any other.
+	Links *ticket.CustomerLinks
 }
 
 // InlineReadSize is the size up to which a message is read with its
@@ -107,6 +111,7 @@ type Processor struct {
 	inflight *semaphore.Weighted // raw bytes being processed
 	budget   int64               // its size
 	limits   Limits
+	links    *ticket.CustomerLinks
 }
 
 // NewProcessor returns a Processor for the given desks. keys verifies reply
@@ -124,6 +129,7 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		now:      opts.Now,
 		notFound: opts.NotFound,
 		limits:   opts.Limits.WithDefaults(),
+		links:    opts.Links,
 	}
 	p.budget = cmp.Or(opts.MaxInFlightBytes, 8*p.maxSize)
 	p.inflight = semaphore.NewWeighted(p.budget)
@@ -293,6 +299,9 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		msg.InReplyTo = m.InReplyTo[0]
 	}
 	d.Message = msg
+	if ok, err := p.unsubscribe(ctx, proj, m, class, &d); ok || err != nil {
+		return d, err
+	}
 
 	th, err := p.thread(ctx, proj, m, class == ClassBounce)
 	if err != nil {
