@@ -21,9 +21,10 @@ import (
 //   - a view link carries the project, the ticket number, the recipient
 //     and an expiry, all under the MAC ("v1" label); it opens the page and
 //     the attachments until it expires;
-//   - an unsubscribe link and the mailto token carry the project, the
-//     ticket number and the recipient ("u1" label) and never expire: a
-//     stale unsubscribe only stops mail.
+//   - an unsubscribe link carries the project, the ticket number and the
+//     recipient ("u1" label), the mailto token the project, the ticket's
+//     ID and the recipient ("m1"); neither expires: a stale unsubscribe
+//     only stops mail.
 //
 // The paths are CustomerTicketPath and its /attachments/{id} and
 // /unsubscribe children, under the public URL; the query is r (the
@@ -192,27 +193,32 @@ func (l *CustomerLinks) VerifyUnsubscribe(project string, number int64, q url.Va
 // the local part's case keeps it valid.
 const unsubscribeMACChars = 20
 
+func (l *CustomerLinks) tokenMAC(project string, ticketID int64, recipient string) string {
+	return keyEncoding.EncodeToString(l.mac("m1", project, ticketID, recipient, 0))[:unsubscribeMACChars]
+}
+
 // UnsubscribeToken is the token of the mailto unsubscribe address:
-// "unsubscribe-{number base 36}-{MAC}". The address has no room for the
-// recipient (a local part is at most 64 characters), so the MAC is over
-// the recipient and VerifyUnsubscribeToken checks it against the sender.
-func (l *CustomerLinks) UnsubscribeToken(project string, number int64, recipient string) string {
-	mac := keyEncoding.EncodeToString(l.mac("u1", project, number, recipient, 0))[:unsubscribeMACChars]
-	return "unsubscribe-" + strconv.FormatInt(number, 36) + "-" + mac
+// "unsubscribe-{ticket ID base 36}-{MAC}", named by the ticket's ID as
+// reply keys are, so that the ingest path finds the ticket. The address
+// has no room for the recipient (a local part is at most 64 characters),
+// so the MAC is over the recipient and VerifyUnsubscribeToken checks it
+// against the sender.
+func (l *CustomerLinks) UnsubscribeToken(project string, ticketID int64, recipient string) string {
+	return "unsubscribe-" + strconv.FormatInt(ticketID, 36) + "-" + l.tokenMAC(project, ticketID, recipient)
 }
 
 // UnsubscribeAddress is the mailto unsubscribe address of recipient for
-// the ticket: support+unsubscribe-c-abcd...@example.test.
-func (l *CustomerLinks) UnsubscribeAddress(deskAddress, project string, number int64, recipient string) string {
-	return ReplyAddress(deskAddress, l.UnsubscribeToken(project, number, recipient))
+// the ticket: support+unsubscribe-7-abcd...@example.test.
+func (l *CustomerLinks) UnsubscribeAddress(deskAddress, project string, ticketID int64, recipient string) string {
+	return ReplyAddress(deskAddress, l.UnsubscribeToken(project, ticketID, recipient))
 }
 
 var unsubscribePattern = regexp.MustCompile(`(?i)\+unsubscribe-([0-9a-z]{1,13})-([a-z2-7]{20})@`)
 
-// FindUnsubscribeToken returns the ticket number and MAC of an
-// unsubscribe address (desk+unsubscribe-...@domain), unverified; ok is
-// false when addr is not one.
-func FindUnsubscribeToken(addr string) (number int64, mac string, ok bool) {
+// FindUnsubscribeToken returns the ticket ID and MAC of an unsubscribe
+// address (desk+unsubscribe-...@domain), unverified; ok is false when addr
+// is not one.
+func FindUnsubscribeToken(addr string) (ticketID int64, mac string, ok bool) {
 	m := unsubscribePattern.FindStringSubmatch(addr)
 	if m == nil {
 		return 0, "", false
@@ -226,7 +232,6 @@ func FindUnsubscribeToken(addr string) (number int64, mac string, ok bool) {
 
 // VerifyUnsubscribeToken reports whether mac (from FindUnsubscribeToken)
 // was signed for sender on the ticket.
-func (l *CustomerLinks) VerifyUnsubscribeToken(project string, number int64, mac, sender string) bool {
-	want := keyEncoding.EncodeToString(l.mac("u1", project, number, sender, 0))[:unsubscribeMACChars]
-	return hmac.Equal([]byte(strings.ToLower(mac)), []byte(want))
+func (l *CustomerLinks) VerifyUnsubscribeToken(project string, ticketID int64, mac, sender string) bool {
+	return hmac.Equal([]byte(strings.ToLower(mac)), []byte(l.tokenMAC(project, ticketID, sender)))
 }
