@@ -55,7 +55,7 @@ func TestCustomerLinks(t *testing.T) {
 
 	t.Run("the link opens the ticket in Chromium: subject, messages, no internal note", func(t *testing.T) {
 		status, text, png := b.open(t, link)
-		p := saveArtifact(t, t.TempDir(), "customer-ticket.jpg", png)
+		p := saveArtifact(t, t.TempDir(), "customer-ticket.png", png)
 		t.Logf("screenshot of the customer's page: %s (%d bytes)", p, len(png))
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d, want 200; page:\n%s", link, status, text)
@@ -282,7 +282,7 @@ func (b *browser) open(t *testing.T, url string) (int64, string, []byte) {
 	if err != nil {
 		t.Fatalf("read the page text: %v", err)
 	}
-	png, err := chromedp.Run(tab, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100)) // quality 100: PNG
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
