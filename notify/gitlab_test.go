@@ -169,3 +169,20 @@ func TestGitLabTemplates(t *testing.T) {
 		}
 	})
 }
+
+func TestDeliverToUnsubscribed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.store.mu.Lock()
+	tk := b.store.tickets[7]
+	tk.Unsubscribed = []string{"alice@customer.test"}
+	b.store.tickets[7] = tk
+	b.store.mu.Unlock()
+	if err := b.d.Deliver(t.Context(), 1); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	onlyAccepted(t, b.sink, 0)
+	if n := b.store.get(1); n.State != stateSuppressed || !strings.Contains(n.LastError, "unsubscribed") {
+		t.Fatalf("notification = %s (%q), want suppressed as unsubscribed", n.State, n.LastError)
+	}
+}

@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/servicedesk/servicedesk/ticket"
@@ -71,4 +73,18 @@ func decoration(name string) bool {
 		return true
 	}
 	return false
+}
+
+// CauseUnsubscribed: the recipient unsubscribed from the ticket.
+const CauseUnsubscribed Cause = "unsubscribed"
+
+// unsubscribed suppresses mail to a recipient who unsubscribed from the
+// ticket. The store suppresses such mail as it is queued; this catches
+// what was on its way when the recipient unsubscribed.
+func unsubscribed(t ticket.Ticket, n ticket.Notification) verdict {
+	to, ok := bareAddress(n.To)
+	if ok && slices.Contains(t.Unsubscribed, to) {
+		return verdict{CauseUnsubscribed, fmt.Sprintf("unsubscribed: %s asked for no more mail on this ticket", to)}
+	}
+	return verdict{}
 }

@@ -281,6 +281,9 @@ func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed
 	if err != nil {
 		return verdict{}, &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
 	}
+	if v := unsubscribed(t, n); v.reason != "" {
+		return v, nil
+	}
 	out, err := render(p, d.keys, d.templates[p.Key], n, t)
 	if err != nil {
 		return verdict{}, &Error{Step: "render", Permanent: true, Err: err}
