@@ -146,6 +146,11 @@ type Options struct {
 	// http.ResponseController once the token is accepted, so a client
 	// without one never gets it. Defaults to 10 minutes.
 	SlowTimeout time.Duration
+
+	// Customer, when set, serves the pages that the signed links in our
+	// mail open, without a token: a ticket's page, its attachments and
+	// unsubscribe (customer.go).
+	Customer *Customer
 }
 
 // Defaults of Options.

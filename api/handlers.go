@@ -345,10 +345,11 @@ func (s *server) inbound(w http.ResponseWriter, r *http.Request) error {
 	q := InboundQuery{Project: key, Page: p}
 	switch o := ticket.Outcome(r.URL.Query().Get("outcome")); o {
 	case "", ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply,
-		ticket.OutcomeBounce, ticket.OutcomeDuplicate, ticket.OutcomeRejected, ticket.OutcomeFailed, ticket.OutcomeUnroutable:
+		ticket.OutcomeBounce, ticket.OutcomeDuplicate, ticket.OutcomeRejected, ticket.OutcomeFailed, ticket.OutcomeUnroutable,
+		ticket.OutcomeUnsubscribed:
 		q.Outcome = o
 	default:
-		return errBadRequest("outcome %q: want ticket_created, reply_added, auto_reply, bounce, duplicate, rejected, failed or unroutable", o)
+		return errBadRequest("outcome %q: want ticket_created, reply_added, auto_reply, bounce, duplicate, unsubscribed, rejected, failed or unroutable", o)
 	}
 	rows, more, err := s.b.Inbound(r.Context(), q)
 	if err != nil {

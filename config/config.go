@@ -89,6 +89,17 @@ type HTTP struct {
 	// --metrics-listen overrides it per process.
 	MetricsListen string  `yaml:"metrics_listen"`
 	Tokens        []Token `yaml:"tokens"`
+
+	// LinkSecret signs the links customers get by mail (the ticket's page,
+	// attachments, unsubscribe; at least 16 characters). Defaults to a
+	// secret derived from mail.reply_key_secret under a label of its own.
+	// Changing it invalidates the links of mail already sent.
+	LinkSecret     string `yaml:"link_secret"`
+	LinkSecretFile string `yaml:"link_secret_file"`
+	// LinkTTL is how long a link to a ticket's page (and its attachments)
+	// stays valid. Defaults to 30 days (720h). Unsubscribe links never
+	// expire.
+	LinkTTL Duration `yaml:"link_ttl"`
 }
 
 // Token is a bearer token for the API and the monitor.
@@ -128,6 +139,11 @@ type Mail struct {
 	// (replies still thread by Message-ID).
 	ReplyKeySecret     string `yaml:"reply_key_secret"`
 	ReplyKeySecretFile string `yaml:"reply_key_secret_file"`
+
+	// SystemHeader and SystemFooter fill GitLab's %{SYSTEM_HEADER} and
+	// %{SYSTEM_FOOTER} in every project's templates. Optional.
+	SystemHeader string `yaml:"system_header"`
+	SystemFooter string `yaml:"system_footer"`
 }
 
 // Scheduler tunes the scheduler role.
@@ -198,10 +214,16 @@ type Project struct {
 	// Templates override the default mails, by kind: thank_you, note,
 	// new_participant, closed, reopened. Placeholders in GitLab's style:
 	// %{TICKET_REF}, %{TICKET_ID}, %{TICKET_URL}, %{TICKET_DESCRIPTION},
-	// %{NOTE_TEXT}, %{PROJECT_NAME}, %{UNSUBSCRIBE_URL}.
+	// %{NOTE_TEXT}, %{PROJECT_NAME}, %{UNSUBSCRIBE_URL}, and GitLab's
+	// %{ISSUE_ID}, %{ISSUE_PATH}, %{ISSUE_URL}, %{ISSUE_DESCRIPTION},
+	// %{SYSTEM_HEADER}, %{SYSTEM_FOOTER}, %{ADDITIONAL_TEXT}.
 	Templates map[string]Template `yaml:"templates"`
 	// DKIM signs the project's outbound mail when set. Optional.
 	DKIM *DKIM `yaml:"dkim"`
+
+	// AdditionalText fills GitLab's %{ADDITIONAL_TEXT} in the project's
+	// templates. Optional.
+	AdditionalText string `yaml:"additional_text"`
 }
 
 // Template is one kind of outbound mail. HTML empty derives the HTML part
@@ -491,6 +513,9 @@ func (c *Config) readSecretFiles() error {
 	if err := read("mail.reply_key_secret", &c.Mail.ReplyKeySecret, c.Mail.ReplyKeySecretFile); err != nil {
 		return err
 	}
+	if err := read("http.link_secret", &c.HTTP.LinkSecret, c.HTTP.LinkSecretFile); err != nil {
+		return err
+	}
 	for i := range c.HTTP.Tokens {
 		t := &c.HTTP.Tokens[i]
 		if err := read(fmt.Sprintf("http.tokens[%d].token", i), &t.Token, t.TokenFile); err != nil {
@@ -560,6 +585,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.Limits.MaxAttachmentsSize == 0 {
 		c.Limits.MaxAttachmentsSize = 10 << 20
+	}
+	if c.HTTP.LinkTTL == 0 {
+		c.HTTP.LinkTTL = Duration(30 * 24 * time.Hour)
 	}
 	if c.Scheduler.Tick == 0 {
 		c.Scheduler.Tick = Duration(time.Second)
@@ -739,6 +767,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Mail.ReplyKeySecret) < 16 {
 		bad("mail.reply_key_secret: must be set, at least 16 characters (it signs reply addresses; e.g. `openssl rand -hex 32`)")
+	}
+	if c.HTTP.LinkSecret != "" && len(c.HTTP.LinkSecret) < 16 {
+		bad("http.link_secret: at least 16 characters when set (it signs the links in mail; e.g. `openssl rand -hex 32`)")
+	}
+	if c.HTTP.LinkTTL < 0 {
+		bad("http.link_ttl: must be positive (default 720h)")
 	}
 	// Each scheme says whether the rest must parse as a URL (a SQLite
 	// path need not).

@@ -36,7 +36,9 @@ const VerificationHeader = "X-Servicedesk-Verification"
 //     X-Autoresponse, X-Auto-Reply-From; Precedence auto_reply; X-Loop "yes"
 //     or naming a desk address; X-MS-Exchange-Inbox-Rules-Loop naming a desk
 //     address: auto-reply.
-//   - Precedence bulk, list or junk; List-Id or List-Unsubscribe: bulk.
+//   - Precedence bulk, list or junk; List-Id or List-Unsubscribe: bulk
+//     (not our own List-Unsubscribe, one whose mailto is a desk address,
+//     that an auto-responder or a client copied from our mail).
 //   - A subject that starts like an out-of-office notice ("Out of Office",
 //     "Auto-Reply:", "Automatic reply:", "AUTORESPONSE", "Abwesenheitsnotiz",
 //     ...): auto-reply.
@@ -120,7 +122,7 @@ func classify(m *Mail, own, loops []string) (Class, string) {
 	if h("List-Id") != "" {
 		return ClassBulk, "List-Id present"
 	}
-	if h("List-Unsubscribe") != "" {
+	if v := h("List-Unsubscribe"); v != "" && !ourListUnsubscribe(v, own) {
 		return ClassBulk, "List-Unsubscribe present"
 	}
 
@@ -220,3 +222,16 @@ func BounceOriginal(m *Mail) (messageID string, recipients []string) {
 }
 
 var quotedMessageID = regexp.MustCompile(`(?im)^\s*message-id:\s*(<[^<>\s]+>)`)
+
+// ourListUnsubscribe reports whether a List-Unsubscribe value is one of
+// ours: its mailto addresses, at least one, are all desk addresses.
+func ourListUnsubscribe(v string, own []string) bool {
+	addrs := bareAddr.FindAllString(v, -1)
+	for _, a := range addrs {
+		a, _, _ = strings.Cut(a, "?")
+		if !namesDesk(a, own) {
+			return false
+		}
+	}
+	return len(addrs) > 0
+}

@@ -66,6 +66,10 @@ type Options struct {
 	// rows are routed to their desk (Router.Route), and a row that names
 	// none is committed as unroutable.
 	Intake *Intake
+
+	// Links verifies the tokens of unsubscribe addresses
+	// (desk+unsubscribe-...@); nil: such mail is processed like any other.
+	Links *ticket.CustomerLinks
 }
 
 // Intake is the intake mailbox: its project row's ID (ticket.IntakeKey)
@@ -121,6 +125,7 @@ type Processor struct {
 	limits   Limits
 	intake   *Intake // nil: no intake mailbox
 	router   *Router // of the intake
+	links    *ticket.CustomerLinks
 }
 
 // NewProcessor returns a Processor for the given desks. keys verifies reply
@@ -137,6 +142,7 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		maxSize:  cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize),
 		now:      opts.Now,
 		limits:   opts.Limits.WithDefaults(),
+		links:    opts.Links,
 	}
 	p.budget = cmp.Or(opts.MaxInFlightBytes, 8*p.maxSize)
 	p.inflight = semaphore.NewWeighted(p.budget)
@@ -394,6 +400,9 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		msg.InReplyTo = m.InReplyTo[0]
 	}
 	d.Message = msg
+	if ok, err := p.unsubscribe(ctx, proj, m, class, &d); ok || err != nil {
+		return d, err
+	}
 
 	th, err := p.thread(ctx, proj, m, class == ClassBounce)
 	if err != nil {

@@ -157,7 +157,8 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 			return ticket.Committed{}, err
 		}
 		return ticket.Committed{Outcome: d.Outcome}, nil
-	case ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply, ticket.OutcomeBounce:
+	case ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply, ticket.OutcomeBounce,
+		ticket.OutcomeUnsubscribed:
 	default:
 		return ticket.Committed{}, fmt.Errorf("outcome %q cannot be committed", d.Outcome)
 	}
@@ -182,6 +183,9 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 	}
 
+	if d.Outcome == ticket.OutcomeUnsubscribed {
+		return commitUnsubscribe(tx, d, now.UnixMilli(), finish)
+	}
 	desk, err := deskAddress(tx, d)
 	if err != nil {
 		return ticket.Committed{}, err
@@ -599,6 +603,11 @@ func queueNotification(tx *gorm.DB, projectID, ticketID int64, n ticket.Notifica
 	row, err := newNotificationRow(projectID, ticketID, n, domain, now)
 	if err != nil {
 		return 0, err
+	}
+	if off, err := isUnsubscribed(tx, ticketID, n.To); err != nil {
+		return 0, err
+	} else if off {
+		row.State, row.LastError = string(NotificationSuppressed), reasonUnsubscribed
 	}
 	if err := tx.Create(&row).Error; err != nil {
 		return 0, fmt.Errorf("queue %s notification: %w", n.Kind, err)

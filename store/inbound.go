@@ -394,7 +394,7 @@ func (s *Store) UnprocessedInbound(ctx context.Context, projectID int64, fetched
 func (s *Store) UnappliedInbound(ctx context.Context, projectID int64, uidValidity uint32, limit int) ([]ticket.Inbound, error) {
 	var final []string
 	for _, o := range []ticket.Outcome{ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded,
-		ticket.OutcomeAutoReply, ticket.OutcomeBounce, ticket.OutcomeDuplicate} {
+		ticket.OutcomeAutoReply, ticket.OutcomeBounce, ticket.OutcomeDuplicate, ticket.OutcomeUnsubscribed} {
 		if o.Final() {
 			final = append(final, string(o))
 		}

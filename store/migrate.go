@@ -27,6 +27,7 @@ var migrations = []migration{
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
 	{8, "UIDs of Microsoft Graph messages", migrateGraph},
+	{9, "unsubscribes", migrateUnsubscribes},
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
 }
 

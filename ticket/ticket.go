@@ -63,12 +63,17 @@ const (
 // lists of projects leave it out.
 const IntakeKey = "_intake"
 
+// OutcomeUnsubscribed is the outcome of a mail to a ticket's unsubscribe
+// address whose token verified for its sender: the sender gets no more
+// mail on the ticket. It is never a message on the ticket, never answered.
+const OutcomeUnsubscribed Outcome = "unsubscribed"
+
 // Final reports whether the outcome lets the message be flagged, moved or
 // deleted in the IMAP mailbox (after_processing). Rejected and failed mail
 // stays untouched so nothing is lost.
 func (o Outcome) Final() bool {
 	switch o {
-	case OutcomeTicketCreated, OutcomeReplyAdded, OutcomeAutoReply, OutcomeBounce, OutcomeDuplicate:
+	case OutcomeTicketCreated, OutcomeReplyAdded, OutcomeAutoReply, OutcomeBounce, OutcomeDuplicate, OutcomeUnsubscribed:
 		return true
 	}
 	return false
@@ -96,6 +101,10 @@ type Ticket struct {
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	Messages     []Message `json:"messages,omitempty"`
+
+	// Unsubscribed are the participants who asked for no more mail on the
+	// ticket (lower-cased); only a single ticket's read fills it.
+	Unsubscribed []string `json:"unsubscribed,omitempty"`
 }
 
 // FormatRef gives the human reference of a ticket, e.g. "acme#12".
@@ -268,6 +277,10 @@ type Delivery struct {
 	// store refuses a ProjectID other than the row's without it, and
 	// refuses it for a row of any mailbox but the intake.
 	Routed bool
+
+	// Unsubscribe, with OutcomeUnsubscribed, is the address that asks for
+	// no more mail on ticket TicketID; Message is kept for the ledger only.
+	Unsubscribe string
 }
 
 // Committed is what the store did with a Delivery.

@@ -74,6 +74,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	links, err := c.customerLinks()
+	if err != nil {
+		return err
+	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	enq := jobs.NewEnqueuer(client, c.retries())
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
@@ -133,8 +137,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		// ledger row.
 		handoff := jobs.NewHandoff(32<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
-			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Intake: intake})
-		deliverer := notify.NewDeliverer(st, keys, notifyProjects(desks, c.cfg.HTTP.PublicURL), &notify.Options{Logger: c.log,
+			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Intake: intake, Links: links})
+		deliverer := notify.NewDeliverer(st, keys, withCustomerLinks(notifyProjects(desks, c.cfg.HTTP.PublicURL), c.cfg, links), &notify.Options{Logger: c.log,
 			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates,
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})
@@ -175,6 +179,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			// front rewrites the Host.
 			TrustedOrigins: publicOrigins(c.cfg.HTTP.PublicURL),
 			SlowTimeout:    httpSlowTimeout,
+			Customer:       &api.Customer{Links: links, Unsubscribe: unsubscriber{st}},
 		})
 		if err := serveHTTP(c.cfg.HTTP.Listen, handler); err != nil {
 			return err
