@@ -19,7 +19,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,12 +29,21 @@ import (
 
 // ErrNotFound is what a Backend returns for a project, ticket, attachment or
 // dead letter that does not exist; the API answers 404 not_found.
-var ErrNotFound = errors.New("not found")
+// It is the domain's one ticket.ErrNotFound, which the store returns too.
+var ErrNotFound = ticket.ErrNotFound
 
 // Page selects one page of a list: Page counts from 1 and is at most
 // MaxPage, PerPage is at most MaxPerPage. The API validates both before
 // calling the Backend.
-type Page struct{ Page, PerPage int }
+//
+// After, when set, is the cursor of the keyset: the "next_after" of the
+// previous answer (the ID of its last item). The page then starts right
+// after that item whatever was added since, found through an index where a
+// deep page number costs an OFFSET scan; Page is 0 then.
+type Page struct {
+	Page, PerPage int
+	After         int64
+}
 
 // Pagination limits. MaxPage times MaxPerPage fits in 32 bits, so no
 // offset computed from a valid Page overflows.
@@ -138,6 +146,11 @@ type Options struct {
 	// http.ResponseController once the token is accepted, so a client
 	// without one never gets it. Defaults to 10 minutes.
 	SlowTimeout time.Duration
+
+	// Customer, when set, serves the pages that the signed links in our
+	// mail open, without a token: a ticket's page, its attachments and
+	// unsubscribe (customer.go).
+	Customer *Customer
 }
 
 // Defaults of Options.

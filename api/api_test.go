@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/servicedesk/servicedesk/ticket"
 )
 
 const (
@@ -758,12 +760,34 @@ func TestFiltersReachBackend(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	b.do(t, RoleGuest, "GET", "/api/v1/projects/acme/tickets?status=open&page=2&per_page=7")
-	if want := (TicketQuery{Project: "acme", Status: "open", Page: Page{2, 7}}); b.backend.lastTickets != want {
+	if want := (TicketQuery{Project: "acme", Status: "open", Page: Page{Page: 2, PerPage: 7}}); b.backend.lastTickets != want {
 		t.Errorf("tickets query = %+v, want %+v", b.backend.lastTickets, want)
 	}
 	b.do(t, RoleAgent, "GET", "/api/v1/projects/acme/inbound?outcome=failed")
-	if want := (InboundQuery{Project: "acme", Outcome: "failed", Page: Page{1, 50}}); b.backend.lastInbound != want {
+	if want := (InboundQuery{Project: "acme", Outcome: "failed", Page: Page{Page: 1, PerPage: 50}}); b.backend.lastInbound != want {
 		t.Errorf("inbound query = %+v, want %+v", b.backend.lastInbound, want)
+	}
+	b.do(t, RoleAgent, "GET", "/api/v1/projects/acme/inbound?after=41&per_page=10")
+	if want := (InboundQuery{Project: "acme", Page: Page{PerPage: 10, After: 41}}); b.backend.lastInbound != want {
+		t.Errorf("inbound query by cursor = %+v, want %+v", b.backend.lastInbound, want)
+	}
+	for _, bad := range []string{"0", "-1", "x", "99999999999999999999"} {
+		if rec := b.do(t, RoleAgent, "GET", "/api/v1/projects/acme/inbound?after="+bad); rec.Code != http.StatusBadRequest {
+			t.Errorf("after=%s: status %d, want 400", bad, rec.Code)
+		}
+	}
+}
+
+func TestListAnswerCarriesTheKeysetCursor(t *testing.T) {
+	t.Parallel()
+	ts := []ticket.Ticket{{ID: 7, Number: 3}, {ID: 5, Number: 2}}
+	body, err := json.Marshal(ListJSON("tickets", ts, 1, true))
+	if err != nil || !strings.Contains(string(body), `"next_after":5`) || !strings.Contains(string(body), `"next_page":2`) {
+		t.Errorf("a page with more after it: %s (%v), want next_after 5 and next_page 2", body, err)
+	}
+	body, _ = json.Marshal(ListJSON("tickets", ts, 1, false))
+	if !strings.Contains(string(body), `"next_after":null`) {
+		t.Errorf("the last page: %s, want next_after null", body)
 	}
 }
 

@@ -119,7 +119,7 @@ func (f *fakeBackend) Projects(context.Context) ([]ticket.Project, error) {
 
 // pageOfSlice cuts page p out of n items.
 func pageOfSlice(n int, p Page) (start, end int, more bool) {
-	start = min((p.Page-1)*p.PerPage, n)
+	start = min((max(p.Page, 1)-1)*p.PerPage, n)
 	end = min(start+p.PerPage, n)
 	return start, end, end < n
 }

@@ -52,6 +52,7 @@ func guestTicket(t ticket.Ticket) ticket.Ticket {
 	t.Subject = RedactText(t.Subject)
 	t.Requester = RedactText(t.Requester)
 	t.Participants = redactList(t.Participants)
+	t.Unsubscribed = redactList(t.Unsubscribed)
 	t.UpdatedAt = t.CreatedAt
 	var msgs []ticket.Message
 	if t.Messages != nil {

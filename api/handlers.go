@@ -107,6 +107,15 @@ func pageOf(r *http.Request) (Page, error) {
 		}
 		p.PerPage = n
 	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return p, errBadRequest("after %q: want the next_after of the previous page", v)
+		}
+		// A page found by its cursor has no number: its answer's
+		// next_page is null, next_after continues.
+		p.Page, p.After = 0, n
+	}
 	return p, nil
 }
 
@@ -336,10 +345,11 @@ func (s *server) inbound(w http.ResponseWriter, r *http.Request) error {
 	q := InboundQuery{Project: key, Page: p}
 	switch o := ticket.Outcome(r.URL.Query().Get("outcome")); o {
 	case "", ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply,
-		ticket.OutcomeBounce, ticket.OutcomeDuplicate, ticket.OutcomeRejected, ticket.OutcomeFailed:
+		ticket.OutcomeBounce, ticket.OutcomeDuplicate, ticket.OutcomeRejected, ticket.OutcomeFailed, ticket.OutcomeUnroutable,
+		ticket.OutcomeUnsubscribed:
 		q.Outcome = o
 	default:
-		return errBadRequest("outcome %q: want ticket_created, reply_added, auto_reply, bounce, duplicate, rejected or failed", o)
+		return errBadRequest("outcome %q: want ticket_created, reply_added, auto_reply, bounce, duplicate, unsubscribed, rejected, failed or unroutable", o)
 	}
 	rows, more, err := s.b.Inbound(r.Context(), q)
 	if err != nil {

@@ -59,8 +59,10 @@ func TicketJSON(t ticket.Ticket) any {
 
 // ListJSON returns the JSON shape of a list answer: the items under name
 // ("tickets", "inbound", "deadletters", "projects") and "next_page", the
-// next page number or null on the last page. Tickets in items are
-// normalized; a nil slice is [].
+// next page number or null on the last page (and on a page asked for by its
+// cursor, page 0), and for the lists that have a keyset "next_after", the
+// cursor of the next page (its "after") or null on the last page.
+// Tickets in items are normalized; a nil slice is [].
 func ListJSON[T any](name string, items []T, page int, more bool) any {
 	if items == nil {
 		items = []T{}
@@ -71,9 +73,36 @@ func ListJSON[T any](name string, items []T, page int, more bool) any {
 		}
 	}
 	var next *int
+	var after *int64
 	if more {
-		n := page + 1
-		next = &n
+		if page > 0 {
+			n := page + 1
+			next = &n
+		}
+		after = lastID(items)
 	}
-	return map[string]any{name: items, "next_page": next}
+	out := map[string]any{name: items, "next_page": next}
+	if name != "projects" {
+		out["next_after"] = after
+	}
+	return out
+}
+
+// lastID is the keyset cursor after items: the ID of the last one.
+func lastID[T any](items []T) *int64 {
+	if len(items) == 0 {
+		return nil
+	}
+	var id int64
+	switch v := any(items[len(items)-1]).(type) {
+	case ticket.Ticket:
+		id = v.ID
+	case ticket.Inbound:
+		id = v.ID
+	case ticket.DeadLetter:
+		id = v.ID
+	default:
+		return nil
+	}
+	return &id
 }

@@ -61,6 +61,9 @@ func New(b Backend, tokens []Token, opts *Options) http.Handler {
 	s.handle("GET /api/v1/deadletters", RoleAgent, s.deadLetters)
 	s.handle("POST /api/v1/deadletters/{id}/retry", RoleAgent, s.retryDeadLetter)
 	s.handle("POST /api/v1/deadletters/{id}/discard", RoleAgent, s.discardDeadLetter)
+	if c := o.Customer; c != nil && c.Links != nil && c.Unsubscribe != nil {
+		s.customerRoutes(c)
+	}
 	return s.logRequests(s.crossOrigin(http.HandlerFunc(s.route)))
 }
 

@@ -35,8 +35,29 @@ type Config struct {
 	Scheduler Scheduler `yaml:"scheduler"`
 	Worker    Worker    `yaml:"worker"`
 	Log       Log       `yaml:"log"`
-	Projects  []Project `yaml:"projects"`
+	// Intake is one mailbox serving many desks (GitLab's incoming
+	// address). Optional.
+	Intake   Intake    `yaml:"intake"`
+	Projects []Project `yaml:"projects"`
 }
+
+// Intake is the mailbox of many desks: mail to incoming+<project key>@ its
+// domain, and mail that a desk's address or alias forwards to it, is
+// routed to that desk. Unset (no address): every desk has its own mailbox.
+type Intake struct {
+	// Address is the intake address, e.g. incoming@example.com. Setting
+	// it turns the intake on.
+	Address string `yaml:"address"`
+	// IMAP is the intake mailbox, with the keys (and defaults) of a
+	// project's imap; username defaults to the address.
+	IMAP IMAP `yaml:"imap"`
+	// Graph reads the intake mailbox through Microsoft Graph instead of
+	// IMAP, with the keys of a project's graph.
+	Graph Graph `yaml:"graph"`
+}
+
+// Enabled reports whether an intake mailbox is configured.
+func (in Intake) Enabled() bool { return in.Address != "" }
 
 // Redis is where asynq keeps its queues.
 type Redis struct {
@@ -68,6 +89,17 @@ type HTTP struct {
 	// --metrics-listen overrides it per process.
 	MetricsListen string  `yaml:"metrics_listen"`
 	Tokens        []Token `yaml:"tokens"`
+
+	// LinkSecret signs the links customers get by mail (the ticket's page,
+	// attachments, unsubscribe; at least 16 characters). Defaults to a
+	// secret derived from mail.reply_key_secret under a label of its own.
+	// Changing it invalidates the links of mail already sent.
+	LinkSecret     string `yaml:"link_secret"`
+	LinkSecretFile string `yaml:"link_secret_file"`
+	// LinkTTL is how long a link to a ticket's page (and its attachments)
+	// stays valid. Defaults to 30 days (720h). Unsubscribe links never
+	// expire.
+	LinkTTL Duration `yaml:"link_ttl"`
 }
 
 // Token is a bearer token for the API and the monitor.
@@ -114,6 +146,11 @@ type Mail struct {
 	// again.
 	TokenKey     string `yaml:"token_key"`
 	TokenKeyFile string `yaml:"token_key_file"`
+
+	// SystemHeader and SystemFooter fill GitLab's %{SYSTEM_HEADER} and
+	// %{SYSTEM_FOOTER} in every project's templates. Optional.
+	SystemHeader string `yaml:"system_header"`
+	SystemFooter string `yaml:"system_footer"`
 }
 
 // Scheduler tunes the scheduler role.
@@ -171,15 +208,29 @@ type Project struct {
 	Name string `yaml:"name"`
 	// Address is the desk address customers write to; From of outbound mail.
 	Address string `yaml:"address"`
-	IMAP    IMAP   `yaml:"imap"`
-	SMTP    SMTP   `yaml:"smtp"`
+	// Aliases are more addresses of the desk: mail to them (forwarded to
+	// the intake mailbox, or in the desk's own) is the desk's. Optional.
+	Aliases []string `yaml:"aliases"`
+	// IMAP or Graph is the desk's own mailbox, at most one of them;
+	// optional when an intake mailbox serves the desk.
+	IMAP IMAP `yaml:"imap"`
+	// Graph reads a Microsoft 365 mailbox through Microsoft Graph instead
+	// of IMAP. Optional.
+	Graph Graph `yaml:"graph"`
+	SMTP  SMTP  `yaml:"smtp"`
 	// Templates override the default mails, by kind: thank_you, note,
 	// new_participant, closed, reopened. Placeholders in GitLab's style:
 	// %{TICKET_REF}, %{TICKET_ID}, %{TICKET_URL}, %{TICKET_DESCRIPTION},
-	// %{NOTE_TEXT}, %{PROJECT_NAME}, %{UNSUBSCRIBE_URL}.
+	// %{NOTE_TEXT}, %{PROJECT_NAME}, %{UNSUBSCRIBE_URL}, and GitLab's
+	// %{ISSUE_ID}, %{ISSUE_PATH}, %{ISSUE_URL}, %{ISSUE_DESCRIPTION},
+	// %{SYSTEM_HEADER}, %{SYSTEM_FOOTER}, %{ADDITIONAL_TEXT}.
 	Templates map[string]Template `yaml:"templates"`
 	// DKIM signs the project's outbound mail when set. Optional.
 	DKIM *DKIM `yaml:"dkim"`
+
+	// AdditionalText fills GitLab's %{ADDITIONAL_TEXT} in the project's
+	// templates. Optional.
+	AdditionalText string `yaml:"additional_text"`
 }
 
 // Template is one kind of outbound mail. HTML empty derives the HTML part
@@ -198,6 +249,10 @@ type DKIM struct {
 	PrivateKey     string `yaml:"private_key"` // PEM
 	PrivateKeyFile string `yaml:"private_key_file"`
 }
+
+// HasMailbox reports whether the desk has a mailbox of its own (else the
+// intake mailbox serves it).
+func (p Project) HasMailbox() bool { return p.IMAP.Host != "" || p.Graph.Configured() }
 
 // TemplateKinds are the kinds of mail a template may be given for.
 func TemplateKinds() []string {
@@ -231,6 +286,166 @@ type IMAP struct {
 	BatchSize int `yaml:"batch_size"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Graph is a Microsoft 365 mailbox read through Microsoft Graph (v1.0) with
+// the OAuth2 client credentials grant: an app registration in the tenant
+// with the Mail.ReadWrite application permission. It is configured when
+// any of tenant_id, client_id, client_secret(_file) or user is set.
+type Graph struct {
+	// TenantID is the directory (tenant) ID or a verified domain. Required.
+	TenantID string `yaml:"tenant_id"`
+	// ClientID is the app registration's application (client) ID. Required.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the app registration's client secret (or
+	// client_secret_file). Required.
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// User is the mailbox: its address (user principal name) or object ID.
+	// Defaults to the project's address.
+	User string `yaml:"user"`
+	// Folder is a well-known folder name (Inbox, Archive, ...) or a path of
+	// display names from the top of the mailbox (Inbox/Support). Defaults
+	// to Inbox.
+	Folder string `yaml:"folder"`
+	// PollInterval is how often the mailbox is fetched. Defaults to 30s; at
+	// least 1s.
+	PollInterval Duration `yaml:"poll_interval"`
+	// AfterProcessing is seen (default: marked read), move or delete (to
+	// Deleted Items); applied only after the message's outcome is
+	// committed.
+	AfterProcessing string `yaml:"after_processing"`
+	// ProcessedFolder is where move puts processed mail, a path of display
+	// names like Folder, created when missing. Defaults to Processed.
+	ProcessedFolder string `yaml:"processed_folder"`
+	// BatchSize is the most messages one fetch run downloads. Defaults to
+	// 100.
+	BatchSize int `yaml:"batch_size"`
+	// AuthorityURL is the base of the token endpoint
+	// (AuthorityURL/{tenant}/oauth2/v2.0/token). Defaults to
+	// https://login.microsoftonline.com; national clouds and tests only.
+	AuthorityURL string `yaml:"authority_url"`
+	// APIURL is the base of the Graph API. Defaults to
+	// https://graph.microsoft.com/v1.0; national clouds and tests only.
+	APIURL string `yaml:"api_url"`
+}
+
+// Configured reports whether the section is used.
+func (g Graph) Configured() bool {
+	return g.TenantID != "" || g.ClientID != "" || g.ClientSecret != "" || g.ClientSecretFile != "" || g.User != ""
+}
+
+// Defaults of a Graph mailbox.
+const (
+	DefaultGraphAuthorityURL = "https://login.microsoftonline.com"
+	DefaultGraphAPIURL       = "https://graph.microsoft.com/v1.0"
+)
+
+// withDefaults fills the defaults of a configured section; address is the
+// mailbox's own address (the default user).
+func (g *Graph) withDefaults(address string) {
+	if !g.Configured() {
+		return
+	}
+	if g.User == "" {
+		g.User = address
+	}
+	if g.Folder == "" {
+		g.Folder = "Inbox"
+	}
+	if g.PollInterval == 0 {
+		g.PollInterval = Duration(30 * time.Second)
+	}
+	if g.AfterProcessing == "" {
+		g.AfterProcessing = "seen"
+	}
+	if g.ProcessedFolder == "" {
+		g.ProcessedFolder = "Processed"
+	}
+	if g.BatchSize == 0 {
+		g.BatchSize = 100
+	}
+	if g.AuthorityURL == "" {
+		g.AuthorityURL = DefaultGraphAuthorityURL
+	}
+	if g.APIURL == "" {
+		g.APIURL = DefaultGraphAPIURL
+	}
+	g.AuthorityURL = strings.TrimRight(g.AuthorityURL, "/")
+	g.APIURL = strings.TrimRight(g.APIURL, "/")
+}
+
+// validate names every problem of the section at (e.g. "projects[0]
+// (acme).graph"), never a secret.
+func (g Graph) validate(at string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if g.TenantID == "" {
+		bad("%s.tenant_id: required (the directory ID of the Microsoft 365 tenant)", at)
+	}
+	if g.ClientID == "" {
+		bad("%s.client_id: required (the application ID of the app registration)", at)
+	}
+	if g.ClientSecret == "" {
+		bad("%s.client_secret: required (or client_secret_file)", at)
+	}
+	if g.User == "" {
+		bad("%s.user: required (the mailbox address)", at)
+	}
+	if strings.ContainsAny(g.TenantID+g.User, "/?#% ") {
+		bad("%s: tenant_id and user may not contain '/', '?', '#', '%%' or spaces", at)
+	}
+	errs = append(errs, g.polling().validate(at)...)
+	for _, u := range []struct{ field, raw string }{{"authority_url", g.AuthorityURL}, {"api_url", g.APIURL}} {
+		if err := checkURL(at+"."+u.field, u.raw, "https://…", map[string]bool{"https": true, "http": true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// Polling is how a mailbox is polled and what becomes of processed mail,
+// whichever kind of mailbox it is.
+type Polling struct {
+	Folder          string
+	PollInterval    Duration
+	AfterProcessing string
+	ProcessedFolder string
+	BatchSize       int
+}
+
+// Polling returns the polling settings of the project's mailbox: its
+// graph section's when that is configured, else its imap section's.
+func (p Project) Polling() Polling {
+	if p.Graph.Configured() {
+		return p.Graph.polling()
+	}
+	return p.IMAP.polling()
+}
+
+func (g Graph) polling() Polling {
+	return Polling{Folder: g.Folder, PollInterval: g.PollInterval, AfterProcessing: g.AfterProcessing,
+		ProcessedFolder: g.ProcessedFolder, BatchSize: g.BatchSize}
+}
+
+func (m IMAP) polling() Polling {
+	return Polling{Folder: m.Folder, PollInterval: m.PollInterval, AfterProcessing: m.AfterProcessing,
+		ProcessedFolder: m.ProcessedFolder, BatchSize: m.BatchSize}
+}
+
+// validate names every problem of the settings of the mailbox at.
+func (p Polling) validate(at string) []error {
+	var errs []error
+	if time.Duration(p.PollInterval) < time.Second {
+		errs = append(errs, fmt.Errorf("%s.poll_interval %s: at least 1s", at, p.PollInterval))
+	}
+	if !oneOf(p.AfterProcessing, "seen", "move", "delete") {
+		errs = append(errs, fmt.Errorf("%s.after_processing %q: want seen, move or delete", at, p.AfterProcessing))
+	}
+	if p.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("%s.batch_size %d: at least 1", at, p.BatchSize))
+	}
+	return errs
 }
 
 // SMTP is a project's outbound server.
@@ -315,15 +530,30 @@ func (c *Config) readSecretFiles() error {
 	if err := read("mail.token_key", &c.Mail.TokenKey, c.Mail.TokenKeyFile); err != nil {
 		return err
 	}
+	if err := read("http.link_secret", &c.HTTP.LinkSecret, c.HTTP.LinkSecretFile); err != nil {
+		return err
+	}
 	for i := range c.HTTP.Tokens {
 		t := &c.HTTP.Tokens[i]
 		if err := read(fmt.Sprintf("http.tokens[%d].token", i), &t.Token, t.TokenFile); err != nil {
 			return err
 		}
 	}
+	if err := read("intake.imap.password", &c.Intake.IMAP.Password, c.Intake.IMAP.PasswordFile); err != nil {
+		return err
+	}
+	if err := c.Intake.IMAP.OAuth2.readFiles("intake.imap.oauth2", read); err != nil {
+		return err
+	}
+	if err := read("intake.graph.client_secret", &c.Intake.Graph.ClientSecret, c.Intake.Graph.ClientSecretFile); err != nil {
+		return err
+	}
 	for i := range c.Projects {
 		p := &c.Projects[i]
 		if err := read(fmt.Sprintf("projects[%d].imap.password", i), &p.IMAP.Password, p.IMAP.PasswordFile); err != nil {
+			return err
+		}
+		if err := read(fmt.Sprintf("projects[%d].graph.client_secret", i), &p.Graph.ClientSecret, p.Graph.ClientSecretFile); err != nil {
 			return err
 		}
 		if err := read(fmt.Sprintf("projects[%d].smtp.password", i), &p.SMTP.Password, p.SMTP.PasswordFile); err != nil {
@@ -353,6 +583,14 @@ func (c *Config) readSecretFiles() error {
 	return nil
 }
 
+// The worker's defaults, set here only: jobs.NewWorker falls back to the
+// same constants when given zero.
+const (
+	DefaultConcurrency       = 32
+	DefaultNotifyConcurrency = 4
+	DefaultShutdownTimeout   = 30 * time.Second
+)
+
 func (c *Config) withDefaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
@@ -374,6 +612,9 @@ func (c *Config) withDefaults() {
 	if c.Limits.MaxAttachmentsSize == 0 {
 		c.Limits.MaxAttachmentsSize = 10 << 20
 	}
+	if c.HTTP.LinkTTL == 0 {
+		c.HTTP.LinkTTL = Duration(30 * 24 * time.Hour)
+	}
 	if c.Scheduler.Tick == 0 {
 		c.Scheduler.Tick = Duration(time.Second)
 	}
@@ -384,39 +625,165 @@ func (c *Config) withDefaults() {
 		c.Scheduler.OutboxGrace = Duration(time.Minute)
 	}
 	defInt(&c.Limits.AutomaticMailPerHour, 1000)
-	defInt(&c.Worker.Concurrency, 32)
-	defInt(&c.Worker.NotifyConcurrency, 4)
+	defInt(&c.Worker.Concurrency, DefaultConcurrency)
+	defInt(&c.Worker.NotifyConcurrency, DefaultNotifyConcurrency)
 	defInt(&c.Worker.ProcessRetries, 8)
 	defInt(&c.Worker.NotifyRetries, 12)
 	if c.Worker.ShutdownTimeout == 0 {
-		c.Worker.ShutdownTimeout = Duration(30 * time.Second)
+		c.Worker.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
 	def(&c.Log.Level, "info")
+	c.Intake.Address = strings.ToLower(strings.TrimSpace(c.Intake.Address))
+	c.Intake.IMAP.withDefaults(c.Intake.Address)
+	c.Intake.Graph.withDefaults(c.Intake.Address)
 	for i := range c.Projects {
 		p := &c.Projects[i]
 		p.Key = strings.TrimSpace(p.Key)
 		def(&p.Name, p.Key)
 		p.Address = strings.ToLower(strings.TrimSpace(p.Address))
-		def(&p.IMAP.Security, "tls")
-		def(&p.IMAP.Folder, "INBOX")
-		def(&p.IMAP.AfterProcessing, "seen")
-		def(&p.IMAP.ProcessedFolder, "Processed")
-		def(&p.IMAP.Username, p.Address)
-		defInt(&p.IMAP.BatchSize, 100)
-		if p.IMAP.PollInterval == 0 {
-			p.IMAP.PollInterval = Duration(30 * time.Second)
+		for j, a := range p.Aliases {
+			p.Aliases[j] = strings.ToLower(strings.TrimSpace(a))
 		}
-		if p.IMAP.Port == 0 {
-			p.IMAP.Port = map[string]int{"tls": 993}[p.IMAP.Security]
-			defInt(&p.IMAP.Port, 143)
-		}
+		p.IMAP.withDefaults(p.Address)
+		p.Graph.withDefaults(p.Address)
 		def(&p.SMTP.Security, "starttls")
-		def(&p.IMAP.Auth, AuthPassword)
 		def(&p.SMTP.Auth, AuthPassword)
 		if p.SMTP.Port == 0 {
 			p.SMTP.Port = map[string]int{"tls": 465, "starttls": 587, "none": 25}[p.SMTP.Security]
 		}
 	}
+}
+
+// withDefaults fills a mailbox's defaults; address is the default
+// username.
+func (m *IMAP) withDefaults(address string) {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&m.Security, "tls")
+	def(&m.Folder, "INBOX")
+	def(&m.AfterProcessing, "seen")
+	def(&m.ProcessedFolder, "Processed")
+	def(&m.Username, address)
+	def(&m.Auth, AuthPassword)
+	if m.BatchSize == 0 {
+		m.BatchSize = 100
+	}
+	if m.PollInterval == 0 {
+		m.PollInterval = Duration(30 * time.Second)
+	}
+	if m.Port == 0 {
+		m.Port = map[string]int{"tls": 993}[m.Security]
+		if m.Port == 0 {
+			m.Port = 143
+		}
+	}
+}
+
+// validate reports what is wrong with a mailbox, at its place in the
+// config (e.g. "projects[0] (acme).imap").
+func (m IMAP) validate(at string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if m.Host == "" {
+		bad("%s.host: required", at)
+	}
+	if !oneOf(m.Security, "tls", "starttls", "none") {
+		bad("%s.security %q: want tls, starttls or none", at, m.Security)
+	}
+	if m.Password == "" && m.Auth == AuthPassword {
+		bad("%s.password: required (or password_file)", at)
+	}
+	if m.Port <= 0 || m.Port > 65535 {
+		bad("%s.port %d: out of range", at, m.Port)
+	}
+	return append(errs, m.polling().validate(at)...)
+}
+
+// validateIntake checks the intake and that every address of the desks
+// (address, aliases) and the intake's is one desk's only.
+func (c *Config) validateIntake(bad func(format string, args ...any)) {
+	// Addresses are compared without +tag: mail to support+x@ is
+	// support@'s. The one exception is a desk's address or alias at the
+	// intake with the desk's own key as tag (incoming+acme@): routed by
+	// that sub-address, it is the desk's without a custom address.
+	owner := map[string]string{}
+	intakeOf := func(addr, key string) bool {
+		return c.Intake.Enabled() && addr == subAddress(c.Intake.Address, key)
+	}
+	for i, p := range c.Projects {
+		if _, ok := owner[baseOf(p.Address)]; !ok && !intakeOf(p.Address, p.Key) { // two desks of one address are reported above
+			owner[baseOf(p.Address)] = fmt.Sprintf("projects[%d] (%s)", i, p.Key)
+		}
+	}
+	claim := func(addr, who string) {
+		if prev, ok := owner[baseOf(addr)]; ok && prev != who {
+			bad("%s: address %q is also %s's", who, addr, prev)
+			return
+		}
+		owner[baseOf(addr)] = who
+	}
+	if in := c.Intake; in.Enabled() {
+		if !bareAddress(in.Address) || strings.Contains(in.Address, "+") {
+			bad("intake.address %q: want a bare address without +tag, like incoming@example.com", in.Address)
+		}
+		switch {
+		case in.Graph.Configured() && in.IMAP.Host != "":
+			bad("intake: imap and graph are both set; a mailbox is one or the other")
+		case in.Graph.Configured():
+			for _, err := range in.Graph.validate("intake.graph") {
+				bad("%s", err)
+			}
+		default:
+			for _, err := range in.IMAP.validate("intake.imap") {
+				bad("%s", err)
+			}
+			for _, err := range validateAuth("intake.imap", in.IMAP.Auth, in.IMAP.OAuth2, c.Mail.TokenKey) {
+				bad("%s", err)
+			}
+		}
+		claim(in.Address, "intake")
+	}
+	for i, p := range c.Projects {
+		at := fmt.Sprintf("projects[%d] (%s)", i, p.Key)
+		if !p.HasMailbox() && !c.Intake.Enabled() {
+			bad("%s.imap.host: required (or set intake: so that the intake mailbox serves the desk)", at)
+		}
+		for j, a := range p.Aliases {
+			if !bareAddress(a) {
+				bad("%s.aliases[%d] %q: want a bare address like help@example.com", at, j, a)
+				continue
+			}
+			if !intakeOf(a, p.Key) {
+				claim(a, at)
+			}
+		}
+	}
+}
+
+// baseOf is addr without its +tag.
+func baseOf(addr string) string {
+	local, domain, ok := strings.Cut(addr, "@")
+	if !ok {
+		return addr
+	}
+	base, _, _ := strings.Cut(local, "+")
+	return base + "@" + domain
+}
+
+// subAddress is addr with tag as its sub-address: incoming+acme@x.
+func subAddress(addr, tag string) string {
+	local, domain, _ := strings.Cut(addr, "@")
+	return local + "+" + tag + "@" + domain
+}
+
+// bareAddress reports whether s is an address alone, without a name or
+// angle brackets.
+func bareAddress(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s
 }
 
 var keyPattern = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -431,6 +798,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Mail.ReplyKeySecret) < 16 {
 		bad("mail.reply_key_secret: must be set, at least 16 characters (it signs reply addresses; e.g. `openssl rand -hex 32`)")
+	}
+	if c.HTTP.LinkSecret != "" && len(c.HTTP.LinkSecret) < 16 {
+		bad("http.link_secret: at least 16 characters when set (it signs the links in mail; e.g. `openssl rand -hex 32`)")
+	}
+	if c.HTTP.LinkTTL < 0 {
+		bad("http.link_ttl: must be positive (default 720h)")
 	}
 	// Each scheme says whether the rest must parse as a URL (a SQLite
 	// path need not).
@@ -475,35 +848,23 @@ func (c *Config) Validate() error {
 			bad("%s: key used twice", at)
 		}
 		keys[p.Key] = true
-		if a, err := mail.ParseAddress(p.Address); err != nil || a.Address != p.Address {
+		if !bareAddress(p.Address) {
 			bad("%s.address %q: want a bare address like support@example.com", at, p.Address)
 		}
 		if addrs[p.Address] {
 			bad("%s.address %q: used by two projects", at, p.Address)
 		}
 		addrs[p.Address] = true
-		if p.IMAP.Host == "" {
-			bad("%s.imap.host: required", at)
-		}
-		if !oneOf(p.IMAP.Security, "tls", "starttls", "none") {
-			bad("%s.imap.security %q: want tls, starttls or none", at, p.IMAP.Security)
-		}
-		if p.IMAP.Password == "" && p.IMAP.Auth == AuthPassword {
-			bad("%s.imap.password: required (or password_file)", at)
-		}
-		errs = append(errs, validateAuth(at+".imap", p.IMAP.Auth, p.IMAP.OAuth2, c.Mail.TokenKey)...)
-		errs = append(errs, validateAuth(at+".smtp", p.SMTP.Auth, p.SMTP.OAuth2, c.Mail.TokenKey)...)
-		if UsesOAuth2(p.SMTP.Auth) && p.SMTP.Username == "" {
-			bad("%s.smtp.username: required with auth %s (the mailbox the token is for)", at, p.SMTP.Auth)
-		}
-		if time.Duration(p.IMAP.PollInterval) < time.Second {
-			bad("%s.imap.poll_interval %s: at least 1s", at, p.IMAP.PollInterval)
-		}
-		if !oneOf(p.IMAP.AfterProcessing, "seen", "move", "delete") {
-			bad("%s.imap.after_processing %q: want seen, move or delete", at, p.IMAP.AfterProcessing)
-		}
-		if p.IMAP.BatchSize < 1 {
-			bad("%s.imap.batch_size %d: at least 1", at, p.IMAP.BatchSize)
+		switch {
+		case p.Graph.Configured() && p.IMAP.Host != "":
+			bad("%s: imap and graph are both set; a mailbox is one or the other", at)
+		case p.Graph.Configured():
+			errs = append(errs, p.Graph.validate(at+".graph")...)
+		case p.HasMailbox():
+			for _, err := range p.IMAP.validate(at + ".imap") {
+				bad("%s", err)
+			}
+			errs = append(errs, validateAuth(at+".imap", p.IMAP.Auth, p.IMAP.OAuth2, c.Mail.TokenKey)...)
 		}
 		if p.SMTP.Host == "" {
 			bad("%s.smtp.host: required", at)
@@ -513,6 +874,10 @@ func (c *Config) Validate() error {
 		}
 		if p.SMTP.Username != "" && p.SMTP.Password == "" && p.SMTP.Auth == AuthPassword {
 			bad("%s.smtp.password: required with a username (or password_file)", at)
+		}
+		errs = append(errs, validateAuth(at+".smtp", p.SMTP.Auth, p.SMTP.OAuth2, c.Mail.TokenKey)...)
+		if UsesOAuth2(p.SMTP.Auth) && p.SMTP.Username == "" {
+			bad("%s.smtp.username: required with auth %s (the mailbox the token is for)", at, p.SMTP.Auth)
 		}
 		for kind, t := range p.Templates {
 			if !oneOf(kind, TemplateKinds()...) {
@@ -525,10 +890,11 @@ func (c *Config) Validate() error {
 		if p.DKIM != nil && (p.DKIM.Domain == "" || p.DKIM.Selector == "" || p.DKIM.PrivateKey == "") {
 			bad("%s.dkim: domain, selector and private_key (or private_key_file) are required", at)
 		}
-		if p.IMAP.Port <= 0 || p.IMAP.Port > 65535 || p.SMTP.Port <= 0 || p.SMTP.Port > 65535 {
+		if p.SMTP.Port <= 0 || p.SMTP.Port > 65535 {
 			bad("%s: port out of range", at)
 		}
 	}
+	c.validateIntake(bad)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -96,7 +96,7 @@ func valueFor(name string) string {
 	case hasSuffix(name, "_SIZE"):
 		return "1MB"
 	case hasSuffix(name, "_TIMEOUT"), hasSuffix(name, "_INTERVAL"), hasSuffix(name, "_TICK"),
-		hasSuffix(name, "_SWEEP"), hasSuffix(name, "_GRACE"):
+		hasSuffix(name, "_SWEEP"), hasSuffix(name, "_GRACE"), hasSuffix(name, "_TTL"):
 		return "2s"
 	case hasSuffix(name, "_PORT"), hasSuffix(name, "_CONCURRENCY"), hasSuffix(name, "_RETRIES"),
 		hasSuffix(name, "_PER_HOUR"):

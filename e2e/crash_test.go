@@ -39,17 +39,7 @@ func appendBacklog(t *testing.T, stack *mailstack.Stack, deskAddr, tag string, n
 func assertExactlyOnce(t *testing.T, env *deskEnv, n int, timeout time.Duration) {
 	t.Helper()
 	st := env.openStore()
-	eventually(t, timeout, fmt.Sprintf("%d processed messages", n), func() (bool, string) {
-		done := 0
-		rows := ledger(t, st)
-		for _, r := range rows {
-			if r.Outcome != ticket.OutcomeNone {
-				done++
-			}
-		}
-		return done >= n, fmt.Sprintf("%d ledger rows, %d processed", len(rows), done)
-	})
-	rows := ledger(t, st)
+	rows := waitProcessed(t, st, n, timeout)
 	perMessage := map[string]int{}
 	for _, r := range rows {
 		if r.Outcome != ticket.OutcomeTicketCreated {

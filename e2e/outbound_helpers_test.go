@@ -205,7 +205,7 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-var linkPattern = regexp.MustCompile(`https?://[^\s<>"]+/attachments/[0-9]+`)
+var linkPattern = regexp.MustCompile(`https?://[^\s<>"]+/attachments/[0-9]+(\?[^\s<>"]*)?`)
 
 // download GETs url with the admin token and returns the body's sha256.
 func download(t *testing.T, url string) (string, int) {

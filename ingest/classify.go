@@ -36,7 +36,9 @@ const VerificationHeader = "X-Servicedesk-Verification"
 //     X-Autoresponse, X-Auto-Reply-From; Precedence auto_reply; X-Loop "yes"
 //     or naming a desk address; X-MS-Exchange-Inbox-Rules-Loop naming a desk
 //     address: auto-reply.
-//   - Precedence bulk, list or junk; List-Id or List-Unsubscribe: bulk.
+//   - Precedence bulk, list or junk; List-Id or List-Unsubscribe: bulk
+//     (not our own List-Unsubscribe, one whose mailto is a desk address,
+//     that an auto-responder or a client copied from our mail).
 //   - A subject that starts like an out-of-office notice ("Out of Office",
 //     "Auto-Reply:", "Automatic reply:", "AUTORESPONSE", "Abwesenheitsnotiz",
 //     ...): auto-reply.
@@ -49,6 +51,12 @@ const VerificationHeader = "X-Servicedesk-Verification"
 // and X-MS-Exchange-Inbox-Rules-Loop with another value are what a
 // customer's forwarding rule adds to ordinary mail.
 func Classify(m *Mail, own []string) (Class, string) {
+	return classify(m, own, own)
+}
+
+// classify is Classify with loops, the addresses that make X-Loop and
+// X-MS-Exchange-Inbox-Rules-Loop mark a loop, apart from own.
+func classify(m *Mail, own, loops []string) (Class, string) {
 	if m == nil {
 		return ClassNormal, ""
 	}
@@ -101,7 +109,7 @@ func Classify(m *Mail, own []string) (Class, string) {
 	for _, name := range []string{"X-Loop", "X-Ms-Exchange-Inbox-Rules-Loop"} {
 		for _, v := range m.Header.Values(name) {
 			v = strings.ToLower(strings.TrimSpace(v))
-			if v == "yes" || v == "true" || v == "1" || namesDesk(v, own) {
+			if v == "yes" || v == "true" || v == "1" || namesDesk(v, loops) {
 				return ClassAutoReply, textprotoName(name) + ": " + v
 			}
 		}
@@ -114,7 +122,7 @@ func Classify(m *Mail, own []string) (Class, string) {
 	if h("List-Id") != "" {
 		return ClassBulk, "List-Id present"
 	}
-	if h("List-Unsubscribe") != "" {
+	if v := h("List-Unsubscribe"); v != "" && !ourListUnsubscribe(v, own) {
 		return ClassBulk, "List-Unsubscribe present"
 	}
 
@@ -215,21 +223,15 @@ func BounceOriginal(m *Mail) (messageID string, recipients []string) {
 
 var quotedMessageID = regexp.MustCompile(`(?im)^\s*message-id:\s*(<[^<>\s]+>)`)
 
-// Route gives the project a message is addressed to: the first desk
-// address (or +tag sub-address) in To, then Cc, then the forwarding
-// headers. The caller falls back to the mailbox's own project.
-func Route(m *Mail, projects []Project) (Project, bool) {
-	if m == nil {
-		return Project{}, false
-	}
-	for _, list := range [][]string{m.To, m.Cc, m.Forwarded} {
-		for _, addr := range list {
-			for _, p := range projects {
-				if MatchesAddress(addr, p.Address) {
-					return p, true
-				}
-			}
+// ourListUnsubscribe reports whether a List-Unsubscribe value is one of
+// ours: its mailto addresses, at least one, are all desk addresses.
+func ourListUnsubscribe(v string, own []string) bool {
+	addrs := bareAddr.FindAllString(v, -1)
+	for _, a := range addrs {
+		a, _, _ = strings.Cut(a, "?")
+		if !namesDesk(a, own) {
+			return false
 		}
 	}
-	return Project{}, false
+	return len(addrs) > 0
 }

@@ -39,6 +39,11 @@ func TestClassify(t *testing.T) {
 		{name: "Precedence: junk", headers: "Precedence: junk\n", wantClass: ClassBulk, wantReason: "Precedence: junk"},
 		{name: "List-Id", headers: "List-Id: <news.vendor.test>\n", wantClass: ClassBulk, wantReason: "List-Id"},
 		{name: "List-Unsubscribe", headers: "List-Unsubscribe: <mailto:u@vendor.test>\n", wantClass: ClassBulk, wantReason: "List-Unsubscribe"},
+		{name: "our own List-Unsubscribe copied into a reply is not bulk",
+			headers:   "List-Unsubscribe: <https://desk.acme.test/tickets/acme/12/unsubscribe?r=x&s=y>, <mailto:support+unsubscribe-c-abcdefghijklmnopqrst@acme.test?subject=unsubscribe%2012>\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\n",
+			wantClass: ClassNormal},
+		{name: "a List-Unsubscribe naming us and a vendor is bulk",
+			headers: "List-Unsubscribe: <mailto:support+unsubscribe-c-x@acme.test>, <mailto:u@vendor.test>\n", wantClass: ClassBulk},
 		{name: "X-Loop: yes", headers: "X-Loop: yes\n", wantClass: ClassAutoReply, wantReason: "X-Loop"},
 		{name: "X-Loop naming our desk", headers: "X-Loop: support@acme.test\n", wantClass: ClassAutoReply, wantReason: "X-Loop"},
 		{name: "X-Loop of a customer's forwarding rule", headers: "X-Loop: alice@customer.test\n", wantClass: ClassNormal},
@@ -143,42 +148,6 @@ func TestMatchesAddress(t *testing.T) {
 			t.Parallel()
 			if got := MatchesAddress(tt.addr, tt.desk); got != tt.want {
 				t.Errorf("MatchesAddress(%q, %q) = %v, want %v", tt.addr, tt.desk, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRoute(t *testing.T) {
-	t.Parallel()
-	projects := []Project{{ID: 1, Key: "acme", Address: "support@acme.test"}, {ID: 2, Key: "other", Address: "help@other.test"}}
-	tests := []struct {
-		name    string
-		headers string
-		wantID  int64 // 0: not routed
-	}{
-		{"To", "To: support@acme.test\n", 1},
-		{"To with +tag", "To: help+billing@other.test\n", 2},
-		{"Cc", "To: someone@customer.test\nCc: Help <HELP@other.test>\n", 2},
-		{"To wins over Cc", "To: help@other.test\nCc: support@acme.test\n", 2},
-		{"X-Original-To of a branded address", "To: info@brand.test\nX-Original-To: support@acme.test\n", 1},
-		{"Delivered-To", "To: undisclosed-recipients:;\nDelivered-To: help@other.test\n", 2},
-		{"X-Forwarded-To", "To: info@brand.test\nX-Forwarded-To: support@acme.test\n", 1},
-		{"Envelope-To", "To: info@brand.test\nEnvelope-To: support@acme.test\n", 1},
-		{"no desk at all", "To: info@brand.test\n", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			m := mustParse(t, "From: a@customer.test\n"+tt.headers+"Subject: s\n\nbody\n")
-			p, ok := Route(m, projects)
-			if tt.wantID == 0 {
-				if ok {
-					t.Fatalf("Route = %+v, want no project", p)
-				}
-				return
-			}
-			if !ok || p.ID != tt.wantID {
-				t.Fatalf("Route = %+v, %v; want project %d", p, ok, tt.wantID)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -24,7 +25,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("Subject: =?utf-8?Q?=E2=82?=\nReferences: <a@b>,<c@d><e@f>\n\n"))
 	f.Add([]byte("From: \"=?iso-8859-1?Q?a=2C_b?=\" <x@y>, =?utf-8?B?w7w=?= <z@y>\n\n"))
 
-	projects := []Project{{ID: 1, Key: "acme", Address: "support@acme.test"}}
+	router := NewRouter("incoming@intake.test", []Project{{ID: 1, Key: "acme", Address: "support@acme.test", Aliases: []string{"help@acme.test"}}})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, err := Parse(raw)
 		if err != nil {
@@ -47,7 +48,10 @@ func FuzzParse(f *testing.F) {
 		}
 		Classify(m, []string{"support@acme.test"})
 		BounceOriginal(m)
-		Route(m, projects)
+		if _, _, err := router.Route(context.Background(), m, nil); err != nil {
+			t.Fatalf("Route without a key owner: %v", err)
+		}
+		m.Carried(20)
 		if k := DedupKey(m, raw); k == "" {
 			t.Fatalf("DedupKey is empty")
 		}

@@ -48,6 +48,10 @@ type Limits struct {
 	// the groups past it are not read, and the cut is noted. Defaults to
 	// 100.
 	Addresses int
+	// Received is how many Received fields, the topmost (newest hops),
+	// are read for their "for <address>" clause (routing mail of an
+	// intake mailbox), the first 2 KiB of each. Defaults to 30.
+	Received int
 	// Parts is how many MIME parts (at any depth) are read; the message
 	// is cut before the delimiter of the next part and its open
 	// multiparts closed. Defaults to 500.
@@ -93,6 +97,7 @@ func DefaultLimits() Limits {
 		FieldBytes:   64 << 10,
 		References:   100,
 		Addresses:    100,
+		Received:     30,
 		Parts:        500,
 		PartFields:   100,
 		Depth:        20,
@@ -110,6 +115,7 @@ func (l Limits) WithDefaults() Limits {
 		FieldBytes:   cmp.Or(l.FieldBytes, d.FieldBytes),
 		References:   cmp.Or(l.References, d.References),
 		Addresses:    cmp.Or(l.Addresses, d.Addresses),
+		Received:     cmp.Or(l.Received, d.Received),
 		Parts:        cmp.Or(l.Parts, d.Parts),
 		PartFields:   cmp.Or(l.PartFields, d.PartFields),
 		Depth:        cmp.Or(l.Depth, d.Depth),
@@ -232,6 +238,9 @@ var readFields = map[string]bool{
 	"Delivered-To": true, "X-Delivered-To": true, "X-Original-To": true,
 	"X-Forwarded-To": true, "Envelope-To": true, "X-Envelope-To": true,
 	VerificationHeader: true,
+	// Routing mail of an intake mailbox (RecipientHeaders).
+	"Received": true, "X-Forwarded-For": true,
+	"X-Ms-Exchange-Forwardingloop": true,
 }
 
 // rawField is a header field as read: the raw byte ranges of its lines

@@ -51,10 +51,15 @@ type Mail struct {
 	// X-Delivered-To, X-Original-To, X-Forwarded-To, Envelope-To and
 	// X-Envelope-To, bare and lower-cased.
 	Forwarded []string
-	Subject   string // decoded
-	Date      time.Time
-	Text      string // text/plain body, else the HTML body converted to text
-	HTML      string
+	// Recipients lists the addresses the headers name as recipients, in
+	// the order routing reads them (RecipientHeaders), each header's
+	// first Limits.Addresses; a Received field gives its "for <addr>"
+	// clause. Routing an intake mailbox's mail to its desk reads it.
+	Recipients []Recipient
+	Subject    string // decoded
+	Date       time.Time
+	Text       string // text/plain body, else the HTML body converted to text
+	HTML       string
 	// Attachments holds attachments and inline parts with Data, SHA256 (hex)
 	// and Size set. Parts that cannot be decoded (uuencode, BinHex) are kept
 	// as they are.
@@ -261,6 +266,7 @@ func (m *Mail) fillEnvelope(hdr []field, declared string, s *prescan) {
 	m.To = capList(addrs("To"), lim.Addresses)
 	m.Cc = capList(addrs("Cc"), lim.Addresses)
 	m.Forwarded = capList(addrs(forwardHeaders...), lim.Addresses*len(forwardHeaders))
+	m.fillRecipients(all, addrs, lim)
 	subject := strings.TrimSpace(decodeHeader(get("Subject"), declared))
 	if len(subject) > lim.SubjectBytes || s.subjectSize > 0 {
 		m.cut("Subject: kept %d of %d bytes", len(ticket.TruncateUTF8(subject, lim.SubjectBytes)), max(len(subject), s.subjectSize))

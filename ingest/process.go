@@ -20,8 +20,7 @@ import (
 // Store is what processing needs from the ticket store.
 //
 // Lookups that find nothing may answer either (0/zero, nil) or an error
-// for which Options.NotFound reports true (e.g. errors.Is(err,
-// store.ErrNotFound)); both mean "none". Any other error is treated as
+// that wraps ticket.ErrNotFound; both mean "none". Any other error is treated as
 // temporary and returned from Process so that the job retries.
 type Store interface {
 	// InboundMessage returns a ledger row and its raw message, or a nil
@@ -37,11 +36,13 @@ type Store interface {
 	CommitDelivery(ctx context.Context, d ticket.Delivery) (ticket.Committed, error)
 }
 
-// Project is a desk: the project's ID, key (signs reply keys) and address.
+// Project is a desk: the project's ID, key (signs reply keys), address
+// and aliases (more addresses of the same desk).
 type Project struct {
 	ID      int64
 	Key     string
 	Address string
+	Aliases []string
 }
 
 // Options tunes a Processor; nil means defaults.
@@ -53,9 +54,6 @@ type Options struct {
 	MaxMessageSize int64
 	// Now is the clock for message timestamps. Defaults to time.Now.
 	Now func() time.Time
-	// NotFound reports whether a Store error means "none" rather than a
-	// failure. Defaults to reporting false (then only (0, nil) means none).
-	NotFound func(error) bool
 	// MaxInFlightBytes caps the raw size of the messages a Processor
 	// parses and commits at once (parsing takes a few times the raw size):
 	// a message waits for room, so many small messages run side by side
@@ -64,7 +62,26 @@ type Options struct {
 	// Limits bounds the parse of one message (header sizes, entries, MIME
 	// parts and depth, subject, deadline); zero fields take DefaultLimits.
 	Limits Limits
+	// Intake, when set, is the mailbox that serves many desks: its ledger
+	// rows are routed to their desk (Router.Route), and a row that names
+	// none is committed as unroutable.
+	Intake *Intake
+
+	// Links verifies the tokens of unsubscribe addresses
+	// (desk+unsubscribe-...@); nil: such mail is processed like any other.
+	Links *ticket.CustomerLinks
 }
+
+// Intake is the intake mailbox: its project row's ID (ticket.IntakeKey)
+// and its address (incoming+<desk key>@ routes to a desk).
+type Intake struct {
+	ID      int64
+	Address string
+}
+
+// MaxCarried is how many of the addresses an unroutable mail carried its
+// ledger reason lists.
+const MaxCarried = 20
 
 // InlineReadSize is the size up to which a message is read with its
 // ledger row, in one query, before it has room in the in-flight budget:
@@ -103,10 +120,12 @@ type Processor struct {
 	log      *slog.Logger
 	maxSize  int64
 	now      func() time.Time
-	notFound func(error) bool
 	inflight *semaphore.Weighted // raw bytes being processed
 	budget   int64               // its size
 	limits   Limits
+	intake   *Intake // nil: no intake mailbox
+	router   *Router // of the intake
+	links    *ticket.CustomerLinks
 }
 
 // NewProcessor returns a Processor for the given desks. keys verifies reply
@@ -122,8 +141,8 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 		log:      opts.Logger,
 		maxSize:  cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize),
 		now:      opts.Now,
-		notFound: opts.NotFound,
 		limits:   opts.Limits.WithDefaults(),
+		links:    opts.Links,
 	}
 	p.budget = cmp.Or(opts.MaxInFlightBytes, 8*p.maxSize)
 	p.inflight = semaphore.NewWeighted(p.budget)
@@ -134,12 +153,18 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 	if p.now == nil {
 		p.now = time.Now
 	}
-	if p.notFound == nil {
-		p.notFound = func(error) bool { return false }
-	}
 	for _, pr := range projects {
-		if pr.Address != "" {
-			p.own = append(p.own, pr.Address)
+		for _, a := range append([]string{pr.Address}, pr.Aliases...) {
+			if a != "" {
+				p.own = append(p.own, a)
+			}
+		}
+	}
+	if in := opts.Intake; in != nil {
+		p.intake = &Intake{ID: in.ID, Address: in.Address}
+		p.router = NewRouter(in.Address, projects)
+		if in.Address != "" {
+			p.own = append(p.own, in.Address)
 		}
 	}
 	return p
@@ -167,10 +192,12 @@ func (p *Processor) Process(ctx context.Context, inboundID int64) (ticket.Commit
 		return ticket.Committed{}, fmt.Errorf("load inbound %d: %w", inboundID, err)
 	}
 	c, err := p.process(ctx, in, raw)
-	c.Project, c.ReceivedAt = in.Project, in.ReceivedAt
+	c.Project, c.ReceivedAt = cmp.Or(c.Project, in.Project), in.ReceivedAt
 	return c, err
 }
 
+// process decides and commits; the Committed it returns names the desk
+// (Project) when it routed the row to one.
 func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) (ticket.Committed, error) {
 	if in.Outcome != ticket.OutcomeNone {
 		return ticket.Committed{Outcome: in.Outcome, TicketID: in.TicketID, TicketNumber: in.TicketNumber}, nil
@@ -188,8 +215,9 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 		return c, nil
 	}
 
+	fromIntake := p.intake != nil && in.ProjectID == p.intake.ID
 	proj, ok := p.project(in.ProjectID)
-	if !ok {
+	if !ok && !fromIntake {
 		return fail(fmt.Sprintf("project %d (%s) is not configured", in.ProjectID, in.Project))
 	}
 	if in.Size > p.maxSize {
@@ -207,7 +235,7 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 		var err error
 		raw, err = p.st.Blob(ctx, in.RawSHA256)
 		switch {
-		case err != nil && p.notFound(err):
+		case err != nil && errors.Is(err, ticket.ErrNotFound):
 			raw = nil
 		case err != nil:
 			return ticket.Committed{}, fmt.Errorf("load raw message %s of inbound %d: %w", in.RawSHA256, in.ID, err)
@@ -235,9 +263,24 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 		return fail("cannot parse message: " + err.Error())
 	}
 
-	d, err := p.decide(ctx, in, proj, m, raw)
+	routed := ""
+	if fromIntake {
+		rt, ok, err := p.router.Route(ctx, m, p.keyOwner)
+		if err != nil {
+			return ticket.Committed{}, fmt.Errorf("route inbound %d: %w", in.ID, err)
+		}
+		if !ok {
+			return p.unroutable(ctx, in, m)
+		}
+		proj, routed = rt.Project, rt.Rule
+	}
+	d, err := p.decide(ctx, in, proj, m, raw, routed != "")
 	if err != nil {
 		return ticket.Committed{}, err
+	}
+	if routed != "" {
+		d.Routed = true
+		d.Reason += "; routed from the intake by " + routed
 	}
 	if len(m.Cuts) > 0 {
 		d.Reason += "; cut: " + strings.Join(m.Cuts, "; ")
@@ -248,7 +291,63 @@ func (p *Processor) process(ctx context.Context, in ticket.Inbound, raw []byte) 
 	}
 	log.Info("inbound message processed", "outcome", c.Outcome, "ticket", c.TicketNumber,
 		"message_id", m.MessageID, "reason", d.Reason)
+	c.Project = proj.Key
 	return c, nil
+}
+
+// unroutable commits a row of the intake mailbox that names no desk: a
+// dead letter whose reason lists the addresses the mail carried, never
+// answered, left in the intake mailbox.
+func (p *Processor) unroutable(ctx context.Context, in ticket.Inbound, m *Mail) (ticket.Committed, error) {
+	carried, more := m.Carried(MaxCarried)
+	reason := "names no desk: no valid reply key, no incoming+<desk key>@ address, no desk address or alias in its recipient headers"
+	if len(carried) == 0 {
+		reason += "; it carried no recipient address"
+	} else {
+		reason += "; it carried: " + strings.Join(carried, ", ")
+		if more > 0 {
+			reason += fmt.Sprintf(" and %d more", more)
+		}
+	}
+	c, err := p.st.CommitDelivery(ctx, ticket.Delivery{
+		InboundID: in.ID, ProjectID: in.ProjectID, Outcome: ticket.OutcomeUnroutable, Reason: reason,
+		Message: &ticket.Message{From: m.From, Subject: m.Subject, MessageID: m.MessageID},
+	})
+	if err != nil {
+		return ticket.Committed{}, fmt.Errorf("commit unroutable inbound %d: %w", in.ID, err)
+	}
+	p.log.Warn("inbound message unroutable: dead letter, left in the intake mailbox", "inbound", in.ID,
+		"message_id", m.MessageID, "reason", reason)
+	return c, nil
+}
+
+// keyOwner is the KeyOwner of routing: the desk of the ticket a reply
+// key names, when the key verifies for that desk.
+func (p *Processor) keyOwner(ctx context.Context, key string) (Project, bool, error) {
+	if p.keys == nil {
+		return Project{}, false, nil
+	}
+	id, ok := ticket.ReplyKeyTicket(key)
+	if !ok {
+		return Project{}, false, nil
+	}
+	t, err := p.st.TicketByID(ctx, id)
+	switch {
+	case err != nil && errors.Is(err, ticket.ErrNotFound):
+		return Project{}, false, nil
+	case err != nil:
+		return Project{}, false, fmt.Errorf("load ticket %d of reply key: %w", id, err)
+	case t.ID == 0:
+		return Project{}, false, nil
+	}
+	proj, ok := p.project(t.ProjectID)
+	if !ok {
+		return Project{}, false, nil
+	}
+	if _, err := p.keys.Verify(proj.Key, key); err != nil {
+		return Project{}, false, nil
+	}
+	return proj, true, nil
 }
 
 func tooLarge(size, limit int64) string {
@@ -265,8 +364,16 @@ func (p *Processor) project(id int64) (Project, bool) {
 }
 
 // decide builds the Delivery for a parsed message.
-func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project, m *Mail, raw []byte) (ticket.Delivery, error) {
-	class, reason := Classify(m, p.own)
+//
+// A mail routed from the intake is classified with only the intake's own
+// address as a loop marker: the desk address that forwarded it to the
+// intake is expected in X-Loop and X-MS-Exchange-Inbox-Rules-Loop.
+func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project, m *Mail, raw []byte, routed bool) (ticket.Delivery, error) {
+	loops := p.own
+	if routed {
+		loops = []string{p.intake.Address}
+	}
+	class, reason := classify(m, p.own, loops)
 	d := ticket.Delivery{
 		InboundID:   in.ID,
 		ProjectID:   proj.ID,
@@ -293,6 +400,9 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		msg.InReplyTo = m.InReplyTo[0]
 	}
 	d.Message = msg
+	if ok, err := p.unsubscribe(ctx, proj, m, class, &d); ok || err != nil {
+		return d, err
+	}
 
 	th, err := p.thread(ctx, proj, m, class == ClassBounce)
 	if err != nil {
@@ -502,12 +612,7 @@ const maxInReplyTo = 5
 func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bool) (threading, error) {
 	refs := m.References[:min(len(m.References), MaxThreadReferences)]
 	inReplyTo := m.InReplyTo[:min(len(m.InReplyTo), maxInReplyTo)]
-	var keySources []string
-	keySources = append(keySources, m.To...)
-	keySources = append(keySources, m.Cc...)
-	keySources = append(keySources, m.Forwarded...)
-	keySources = append(keySources, inReplyTo...)
-	keySources = append(keySources, refs...)
+	keySources := replyKeySources(m)
 	if bounce && m.dsn.original != nil {
 		for _, name := range []string{"Reply-To", "References", "In-Reply-To", "From", "Message-Id"} {
 			keySources = append(keySources, m.dsn.originalRaw[name])
@@ -530,7 +635,7 @@ func (p *Processor) thread(ctx context.Context, proj Project, m *Mail, bounce bo
 	}
 	matches, err := p.st.ThreadMatches(ctx, proj.ID, ids)
 	switch {
-	case err != nil && p.notFound(err):
+	case err != nil && errors.Is(err, ticket.ErrNotFound):
 		return threading{}, nil
 	case err != nil:
 		return threading{}, fmt.Errorf("look up tickets by Message-ID: %w", err)
@@ -563,7 +668,7 @@ func (p *Processor) onTicket(ctx context.Context, id int64, m *Mail) (bool, erro
 	}
 	t, err := p.st.TicketByID(ctx, id)
 	switch {
-	case err != nil && p.notFound(err):
+	case err != nil && errors.Is(err, ticket.ErrNotFound):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("load ticket %d to check its participants: %w", id, err)
@@ -587,30 +692,22 @@ func (p *Processor) byReplyKey(ctx context.Context, proj Project, sources []stri
 	if p.keys == nil {
 		return 0, nil
 	}
-	seen := map[string]bool{}
-	for _, s := range sources {
-		for _, key := range ticket.FindReplyKeys(s) {
-			key = strings.ToLower(key)
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			id, err := p.keys.Verify(proj.Key, key)
-			if err != nil {
-				p.log.Debug("reply key ignored", "key", key, "err", err)
-				continue
-			}
-			t, err := p.st.TicketByID(ctx, id)
-			switch {
-			case err != nil && p.notFound(err):
-				continue
-			case err != nil:
-				return 0, fmt.Errorf("load ticket %d of reply key: %w", id, err)
-			case t.ID == 0 || t.ProjectID != proj.ID:
-				continue
-			}
-			return t.ID, nil
+	for _, key := range replyKeys(sources, 0) {
+		id, err := p.keys.Verify(proj.Key, key)
+		if err != nil {
+			p.log.Debug("reply key ignored", "key", key, "err", err)
+			continue
 		}
+		t, err := p.st.TicketByID(ctx, id)
+		switch {
+		case err != nil && errors.Is(err, ticket.ErrNotFound):
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("load ticket %d of reply key: %w", id, err)
+		case t.ID == 0 || t.ProjectID != proj.ID:
+			continue
+		}
+		return t.ID, nil
 	}
 	return 0, nil
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/servicedesk/servicedesk/ticket"
 )
 
-var errNotFound = errors.New("not found")
+var errNotFound = ticket.ErrNotFound
 
 // fakeStore is an in-memory Store; the real store is tested in package store.
 type fakeStore struct {
@@ -147,19 +147,21 @@ func setup(t *testing.T, opts *Options) *bundle {
 		opts = &Options{}
 	}
 	opts.Now = func() time.Time { return testNow }
-	opts.NotFound = func(err error) bool { return errors.Is(err, errNotFound) }
 	return &bundle{st: st, keys: keys, proc: NewProcessor(st, keys, testProjects, opts)}
 }
 
 // add stores raw as a new inbound row of project 1 and returns its ID.
-func (b *bundle) add(raw []byte) int64 {
+func (b *bundle) add(raw []byte) int64 { return b.addTo(1, "acme", raw) }
+
+// addTo stores raw as a new inbound row of a mailbox's project.
+func (b *bundle) addTo(projectID int64, key string, raw []byte) int64 {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
 	b.nextIn++
 	sum := sha256.Sum256(raw)
 	hexSum := hex.EncodeToString(sum[:])
 	b.st.blobs[hexSum] = raw
-	b.st.inbound[b.nextIn] = ticket.Inbound{ID: b.nextIn, ProjectID: 1, Project: "acme", Size: int64(len(raw)), RawSHA256: hexSum}
+	b.st.inbound[b.nextIn] = ticket.Inbound{ID: b.nextIn, ProjectID: projectID, Project: key, Size: int64(len(raw)), RawSHA256: hexSum}
 	return b.nextIn
 }
 

@@ -111,7 +111,7 @@ func (f *Fetcher) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if more != "" {
-		if _, err := f.enqueue.Fetch(ctx, d.Config.Key, more, d.Config.IMAP.PollInterval.D()); err != nil {
+		if _, err := f.enqueue.Fetch(ctx, d.Config.Key, more, d.Config.Polling().PollInterval.D()); err != nil {
 			return err
 		}
 	}
@@ -122,7 +122,7 @@ func (f *Fetcher) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // slot name for a follow-up run when more mail is waiting than one batch
 // takes. Another run already holding the mailbox makes it return at once.
 func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
-	cfg := d.Config.IMAP
+	cfg := d.Config.Polling()
 	// Each run is its own lease owner: the store extends a lease for the
 	// owner that holds it, so a per-process owner would let this process's
 	// overlapping fetch tasks (a scheduled slot and a backlog follow-up)
@@ -303,16 +303,16 @@ func (f *Fetcher) applyProcessed(ctx context.Context, c Mailbox, d Desk, uidVali
 			uids = append(uids, r.UID)
 			ids = append(ids, r.ID)
 		}
-		switch mode := d.Config.IMAP.AfterProcessing; mode {
+		switch mode := d.Config.Polling().AfterProcessing; mode {
 		case "move":
-			err = c.Move(ctx, uids, d.Config.IMAP.ProcessedFolder)
+			err = c.Move(ctx, uids, d.Config.Polling().ProcessedFolder)
 		case "delete":
 			err = c.Delete(ctx, uids)
 		default:
 			err = c.MarkSeen(ctx, uids)
 		}
 		if err != nil {
-			return fmt.Errorf("after_processing %s of %d messages: %w", d.Config.IMAP.AfterProcessing, len(uids), err)
+			return fmt.Errorf("after_processing %s of %d messages: %w", d.Config.Polling().AfterProcessing, len(uids), err)
 		}
 		if err := f.store.MarkApplied(ctx, ids); err != nil {
 			return fmt.Errorf("mark processed mail applied: %w", err)

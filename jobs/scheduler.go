@@ -55,7 +55,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		now := s.now()
 		for _, d := range s.desks {
-			iv := d.Config.IMAP.PollInterval.D()
+			iv := d.Config.Polling().PollInterval.D()
 			slot := now.UnixNano() / int64(iv)
 			if last[d.Config.Key] == slot {
 				continue

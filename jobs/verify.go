@@ -46,10 +46,16 @@ type VerifyStore interface {
 // project's own address, and must come back through the project's mailbox,
 // fetched by the running workers, unaltered: same token, same From, still
 // addressed to the desk.
+//
+// With an intake mailbox (Intake set), the mail may come back through the
+// intake instead: it must be routed to the desk. One that reaches the
+// intake naming no desk is GitLab's incorrect_forwarding_target.
 type Verifier struct {
 	store VerifyStore
 	now   func() time.Time
 	poll  time.Duration
+	// Intake is the address of the intake mailbox; "" when there is none.
+	Intake string
 }
 
 // NewVerifier wires a verifier.
@@ -89,6 +95,11 @@ func (v *Verifier) Verify(ctx context.Context, d Desk, smtp notify.SMTPConfig, t
 	defer tick.Stop()
 	for {
 		in, found, err := v.find(ctx, d, start)
+		if err == nil && !found && v.Intake != "" {
+			if in, found, err = v.findAtIntake(ctx, token); found {
+				return finish(VerifyIncorrectForwarding, v.unrouted(in))
+			}
+		}
 		if err != nil {
 			return "", "", err
 		}
@@ -124,6 +135,34 @@ func (v *Verifier) find(ctx context.Context, d Desk, start time.Time) (ticket.In
 	return ticket.Inbound{}, false, nil
 }
 
+// findAtIntake looks in the intake's ledger for the verification mail
+// with token, processed but routed to no desk.
+func (v *Verifier) findAtIntake(ctx context.Context, token string) (ticket.Inbound, bool, error) {
+	rows, _, err := v.store.ListInbound(ctx, store.InboundFilter{Project: ticket.IntakeKey, Outcome: ticket.OutcomeUnroutable},
+		store.Page{Page: 1, PerPage: 200})
+	if err != nil {
+		return ticket.Inbound{}, false, fmt.Errorf("read the intake's ledger: %w", err)
+	}
+	for _, r := range rows {
+		if strings.EqualFold(r.Subject, verifySubject+token) {
+			return r, true, nil
+		}
+	}
+	return ticket.Inbound{}, false, nil
+}
+
+// unrouted is the detail of a verification mail that reached the intake
+// mailbox without naming the desk.
+func (v *Verifier) unrouted(in ticket.Inbound) string {
+	carried := in.Reason
+	if _, after, ok := strings.Cut(in.Reason, "it carried: "); ok {
+		carried = after
+	}
+	return fmt.Sprintf("the verification mail reached the intake mailbox %s without naming the desk (it carried: %s): "+
+		"forward the desk's address to %s keeping its address in To, or in X-Forwarded-To, X-Original-To, Delivered-To "+
+		"or a Received for clause, or to %s with the desk key as +sub-address", v.Intake, carried, v.Intake, v.Intake)
+}
+
 // judge compares what came back with what was sent.
 func (v *Verifier) judge(ctx context.Context, d Desk, token string, in ticket.Inbound) (string, string, error) {
 	raw, err := v.store.Blob(ctx, in.RawSHA256)
@@ -144,12 +183,28 @@ func (v *Verifier) judge(ctx context.Context, d Desk, token string, in ticket.In
 	if !strings.EqualFold(m.From, d.Config.Address) {
 		return VerifyIncorrectFrom, fmt.Sprintf("From came back as %q, not %s: the SMTP server rewrites the sender", m.From, d.Config.Address), nil
 	}
-	for _, a := range append(append(append([]string{}, m.To...), m.Cc...), m.Forwarded...) {
-		if ingest.MatchesAddress(a, d.Config.Address) {
-			return VerifyOK, "sent through " + d.Config.SMTP.Host + " and fetched from the mailbox", nil
+	via := "fetched from the mailbox"
+	if in.ProjectID != d.ID {
+		via = "fetched from the intake mailbox and routed to the desk"
+	}
+	for _, a := range addressesOf(m) {
+		for _, own := range append([]string{d.Config.Address}, d.Config.Aliases...) {
+			if ingest.MatchesAddress(a, own) {
+				return VerifyOK, "sent through " + d.Config.SMTP.Host + " and " + via, nil
+			}
 		}
 	}
 	return VerifyIncorrectForwarding, fmt.Sprintf("the mail reached the mailbox addressed to %v, not %s", m.To, d.Config.Address), nil
+}
+
+// addressesOf is every recipient address m names, in any header routing
+// reads.
+func addressesOf(m *ingest.Mail) []string {
+	out := append(append(append([]string{}, m.To...), m.Cc...), m.Forwarded...)
+	for _, r := range m.Recipients {
+		out = append(out, r.Address)
+	}
+	return out
 }
 
 func isTimeout(err error) bool {

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,13 +10,15 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/servicedesk/servicedesk/config"
 )
 
 // WorkerOptions tunes the worker role.
 type WorkerOptions struct {
-	Concurrency       int           // ingest jobs at once; default 8
-	NotifyConcurrency int           // sends at once; default 4
-	ShutdownTimeout   time.Duration // default 30s
+	Concurrency       int           // ingest jobs at once; default config.DefaultConcurrency
+	NotifyConcurrency int           // sends at once; default config.DefaultNotifyConcurrency
+	ShutdownTimeout   time.Duration // default config.DefaultShutdownTimeout
 	// SendBackoff is the retry ladder of temporarily failing sends; the
 	// last step repeats. Defaults to 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h,
 	// 2h, 4h, 8h, 12h (about 29 hours over the default 12 retries).
@@ -43,15 +46,9 @@ type Worker struct {
 
 // NewWorker builds the two asynq servers on one Redis client.
 func NewWorker(rdb redis.UniversalClient, fetch *Fetcher, proc *ProcessHandler, send *SendHandler, o WorkerOptions, logger *slog.Logger) *Worker {
-	if o.Concurrency == 0 {
-		o.Concurrency = 8
-	}
-	if o.NotifyConcurrency == 0 {
-		o.NotifyConcurrency = 4
-	}
-	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = 30 * time.Second
-	}
+	o.Concurrency = cmp.Or(o.Concurrency, config.DefaultConcurrency)
+	o.NotifyConcurrency = cmp.Or(o.NotifyConcurrency, config.DefaultNotifyConcurrency)
+	o.ShutdownTimeout = cmp.Or(o.ShutdownTimeout, config.DefaultShutdownTimeout)
 	if len(o.SendBackoff) == 0 {
 		o.SendBackoff = DefaultSendBackoff()
 	}

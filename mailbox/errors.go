@@ -24,6 +24,10 @@ var (
 	ErrNoMailbox = errors.New("mailbox: folder does not exist")
 )
 
+// ErrUnavailable means the server asked to be tried later (throttled or
+// busy: an HTTP 429 or 503 of a web mail API): temporary.
+var ErrUnavailable = errors.New("mailbox: server unavailable, try later")
+
 // Transport failures that imapclient reports without wrapping the cause.
 var (
 	errTimeout    = fmt.Errorf("command timed out: %w", os.ErrDeadlineExceeded)
@@ -50,7 +54,8 @@ func Temporary(err error) bool {
 	if errors.As(err, &tr) {
 		return tr.Transient()
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) || errors.Is(err, errConnection) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) || errors.Is(err, errConnection) ||
+		errors.Is(err, ErrUnavailable) {
 		return true
 	}
 	var ie *imap.Error

@@ -170,6 +170,9 @@ func addLinks(out *outgoing, p Project, t ticket.Ticket, atts []ticket.Attachmen
 	for _, a := range atts {
 		name := attachmentName(a.Filename)
 		link := AttachmentURL(p.PublicURL, p.Key, t.Number, a.ID)
+		if p.Links != nil {
+			link = p.Links.AttachmentURL(p.Key, t.Number, a.ID, out.To)
+		}
 		label := fmt.Sprintf("%s (%s)", name, humanSize(a.Size))
 		if link == "" {
 			text.WriteString("- " + label + "\n")

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"html"
 	"io"
 	"math/rand/v2"
 	"mime"
@@ -172,16 +173,19 @@ func TestDeliverNoteAttachments(t *testing.T) {
 				if len(got) != 0 {
 					t.Fatalf("mail has %d attachment parts, want none (links instead)", len(got))
 				}
+				// Signed for the recipient, so no API token is needed.
+				rcpt := b.store.get(2).To
+				link31 := b.project.Links.AttachmentURL("acme", 12, 31, rcpt)
 				for _, want := range []string{
 					"too large to send by email",
-					"Rechnung März 2026.pdf (5.9 KB): https://desk.example.com/api/v1/projects/acme/tickets/12/attachments/31",
-					"server.log (2.5 KB): https://desk.example.com/api/v1/projects/acme/tickets/12/attachments/32",
+					"Rechnung März 2026.pdf (5.9 KB): " + link31,
+					"server.log (2.5 KB): " + b.project.Links.AttachmentURL("acme", 12, 32, rcpt),
 				} {
 					if !strings.Contains(text, want) {
 						t.Errorf("text part lacks %q:\n%s", want, text)
 					}
 				}
-				if want := `<a href="https://desk.example.com/api/v1/projects/acme/tickets/12/attachments/31">Rechnung März 2026.pdf</a>`; !strings.Contains(htmlPart, want) {
+				if want := `<a href="` + html.EscapeString(link31) + `">Rechnung März 2026.pdf</a>`; !strings.Contains(htmlPart, want) {
 					t.Errorf("html part lacks the link %q:\n%s", want, htmlPart)
 				}
 				if i, j := strings.Index(htmlPart, "attachments/32"), strings.Index(htmlPart, "</body>"); i < 0 || j < i {
@@ -262,7 +266,11 @@ func TestDeliverNoteAttachmentFailures(t *testing.T) {
 
 func TestAttachmentLinksWithoutPublicURL(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(p *Project, o *Options) { p.PublicURL, o.MaxAttachmentsSize = "", 10 })
+	noURL, err := ticket.NewCustomerLinks([]byte(testSecret), "", ticket.LinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(p *Project, o *Options) { p.PublicURL, p.Links, o.MaxAttachmentsSize = "", noURL, 10 })
 	addNote(b, b.store.putBlob(31, "big.bin", "application/octet-stream", randomBytes(100, 2)))
 	if err := b.d.Deliver(context.Background(), 2); err != nil {
 		t.Fatalf("Deliver: %v", err)

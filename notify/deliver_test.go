@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"html"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -84,8 +85,13 @@ func setup(t *testing.T, tweak ...func(*Project, *Options)) *bundle {
 	}
 	cfg := s.config()
 	cfg.Username, cfg.Password = "support@example.test", testPassword
+	links, err := ticket.NewCustomerLinks([]byte(testSecret), "https://desk.example.com/",
+		ticket.LinkOptions{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := Project{ID: 1, Key: "acme", Name: "Acme Support", Address: "support@example.test", SMTP: cfg,
-		PublicURL: "https://desk.example.com/"}
+		PublicURL: "https://desk.example.com/", Links: links}
 	opts := &Options{Now: func() time.Time { return testNow }}
 	for _, f := range tweak {
 		f(&p, opts)
@@ -198,6 +204,9 @@ func TestDeliverThankYou(t *testing.T) {
 		{"X-Loop", "support@example.test"},
 		{"Precedence", ""},
 		{"Date", testNow.Format(time.RFC1123Z)},
+		{"List-Unsubscribe", "<" + b.project.Links.UnsubscribeURL("acme", 12, "alice@customer.test") + ">, <mailto:" +
+			b.project.Links.UnsubscribeAddress("support@example.test", "acme", 7, "alice@customer.test") + "?subject=unsubscribe%2012>"},
+		{"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"},
 	}
 	for _, h := range wantHeaders {
 		t.Run(h.name, func(t *testing.T) {
@@ -217,7 +226,7 @@ func TestDeliverThankYou(t *testing.T) {
 	})
 	t.Run("text part", func(t *testing.T) {
 		text := m.parts["text/plain"]
-		for _, want := range []string{"Acme Support", "acme#12", "https://desk.example.com/tickets/acme/12",
+		for _, want := range []string{"Acme Support", "acme#12", b.project.Links.TicketURL("acme", 12, "alice@customer.test"),
 			"My printer is on fire.\nPlease help <now> & fast!"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("text part lacks %q:\n%s", want, text)
@@ -226,7 +235,8 @@ func TestDeliverThankYou(t *testing.T) {
 	})
 	t.Run("html part escapes values", func(t *testing.T) {
 		h := m.parts["text/html"]
-		for _, want := range []string{"Please help &lt;now&gt; &amp; fast!", `<a href="https://desk.example.com/tickets/acme/12">`} {
+		link := html.EscapeString(b.project.Links.TicketURL("acme", 12, "alice@customer.test"))
+		for _, want := range []string{"Please help &lt;now&gt; &amp; fast!", `<a href="` + link + `">`} {
 			if !strings.Contains(h, want) {
 				t.Errorf("html part lacks %q:\n%s", want, h)
 			}

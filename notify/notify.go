@@ -75,6 +75,14 @@ type Project struct {
 	PublicURL string
 	// DKIM signs the project's mail when set (RFC 6376).
 	DKIM *DKIMConfig
+
+	// Links signs the recipient's links (TICKET_URL, UNSUBSCRIBE_URL,
+	// attachments too large to mail) and the List-Unsubscribe header. nil:
+	// no ticket link, no List-Unsubscribe, attachment links to the API.
+	Links *ticket.CustomerLinks
+	// SystemHeader, SystemFooter and AdditionalText fill GitLab's
+	// placeholders of the same names; empty drops their lines.
+	SystemHeader, SystemFooter, AdditionalText string
 }
 
 // Store is what notify reads and writes.
@@ -272,6 +280,9 @@ func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed
 	t, err := d.store.TicketByID(ctx, n.TicketID)
 	if err != nil {
 		return verdict{}, &Error{Step: "load ticket", Err: fmt.Errorf("ticket %d: %w", n.TicketID, err)}
+	}
+	if v := unsubscribed(t, n); v.reason != "" {
+		return v, nil
 	}
 	out, err := render(p, d.keys, d.templates[p.Key], n, t)
 	if err != nil {

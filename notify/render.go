@@ -20,14 +20,30 @@ import (
 //
 //	TICKET_REF          acme#12
 //	TICKET_ID           12 (the ticket's number within the project)
-//	TICKET_URL          PublicURL + "/tickets/acme/12", "" without a PublicURL
+//	TICKET_URL          the recipient's signed link to the ticket's page
+//	                    (Project.Links), "" without a public URL
 //	TICKET_DESCRIPTION  the text of the customer's first message
 //	NOTE_TEXT           the text of the note being mailed ("" for other kinds)
 //	PROJECT_NAME        the project's name
-//	UNSUBSCRIBE_URL     "" for now
+//	UNSUBSCRIBE_URL     the recipient's one-click unsubscribe link (RFC 8058),
+//	                    "" without a public URL
+//
+// GitLab Service Desk's names work too, so the templates of a GitLab
+// project's .gitlab/service_desk_templates can be used unchanged (their
+// Markdown is sent as the text it is):
+//
+//	ISSUE_ID            #12 (GitLab writes the IID with its #)
+//	ISSUE_PATH          acme#12, as TICKET_REF
+//	ISSUE_URL           as TICKET_URL
+//	ISSUE_DESCRIPTION   as TICKET_DESCRIPTION
+//	SYSTEM_HEADER       mail.system_header of the configuration ("" unset)
+//	SYSTEM_FOOTER       mail.system_footer ("" unset)
+//	ADDITIONAL_TEXT     the project's additional_text ("" unset)
 //
 // A line whose placeholders all render empty is dropped, so
-// "Follow it at %{TICKET_URL}" disappears when there is no public URL.
+// "Follow it at %{TICKET_URL}" disappears when there is no public URL;
+// SYSTEM_HEADER, SYSTEM_FOOTER and ADDITIONAL_TEXT only drop a line they
+// are alone on.
 // An unknown placeholder is an error.
 type Template struct {
 	// Text is the text/plain part.
@@ -54,6 +70,8 @@ func (t Template) Validate() error {
 var placeholders = []string{
 	"TICKET_REF", "TICKET_ID", "TICKET_URL", "TICKET_DESCRIPTION",
 	"NOTE_TEXT", "PROJECT_NAME", "UNSUBSCRIBE_URL",
+	"ISSUE_ID", "ISSUE_PATH", "ISSUE_URL", "ISSUE_DESCRIPTION",
+	"SYSTEM_HEADER", "SYSTEM_FOOTER", "ADDITIONAL_TEXT",
 }
 
 var placeholderRE = regexp.MustCompile(`%\{\s*([A-Za-z0-9_]+)\s*\}`)
@@ -92,7 +110,7 @@ func (t Template) ValidateFor(kind ticket.NotificationKind) error {
 	}
 	for _, s := range []string{t.Text, t.HTML} {
 		for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
-			if m[1] == "TICKET_DESCRIPTION" || m[1] == "NOTE_TEXT" {
+			if m[1] == "TICKET_DESCRIPTION" || m[1] == "ISSUE_DESCRIPTION" || m[1] == "NOTE_TEXT" {
 				return fmt.Errorf("placeholder %q is not allowed in %s: it goes to an address a customer put in Cc, "+
 					"so it carries none of the ticket's text", m[0], kind)
 			}
@@ -175,10 +193,6 @@ const maxDescription = 8000
 type values map[string]string
 
 func ticketValues(p Project, t ticket.Ticket, ref, noteText, description string) values {
-	url := ""
-	if p.PublicURL != "" {
-		url = strings.TrimRight(p.PublicURL, "/") + "/tickets/" + p.Key + "/" + strconv.FormatInt(t.Number, 10)
-	}
 	if len(description) > maxDescription {
 		cut := maxDescription
 		for cut > 0 && !utf8.RuneStart(description[cut]) {
@@ -186,15 +200,16 @@ func ticketValues(p Project, t ticket.Ticket, ref, noteText, description string)
 		}
 		description = description[:cut] + "\n[…]"
 	}
-	return values{
+	v := values{
 		"TICKET_REF":         ref,
 		"TICKET_ID":          strconv.FormatInt(t.Number, 10),
-		"TICKET_URL":         url,
+		"TICKET_URL":         "",
 		"TICKET_DESCRIPTION": strings.TrimSpace(description),
 		"NOTE_TEXT":          strings.TrimSpace(noteText),
 		"PROJECT_NAME":       p.Name,
 		"UNSUBSCRIBE_URL":    "",
 	}
+	return withGitLabNames(v, p)
 }
 
 // expandMode says how literal template text and values are written.
@@ -217,7 +232,7 @@ func expand(tmpl string, v values, mode expandMode) (string, error) {
 			continue
 		}
 		var b strings.Builder
-		empty, last := true, 0
+		empty, last, regular := true, 0, false
 		for _, m := range matches {
 			name := line[m[2]:m[3]]
 			val, ok := v[name]
@@ -227,11 +242,14 @@ func expand(tmpl string, v values, mode expandMode) (string, error) {
 			if val != "" {
 				empty = false
 			}
+			regular = regular || !decoration(name)
 			b.WriteString(literal(line[last:m[0]], mode))
 			b.WriteString(value(name, val, mode))
 			last = m[1]
 		}
-		if empty {
+		// Only the configured decorations (header, footer, additional
+		// text) on a line of text: the text stays when they are unset.
+		if empty && (regular || strings.TrimSpace(placeholderRE.ReplaceAllString(line, "")) == "") {
 			continue
 		}
 		b.WriteString(literal(line[last:], mode))
@@ -262,7 +280,7 @@ func value(name, val string, mode expandMode) string {
 	switch {
 	case mode == modeText:
 		return val
-	case mode == modeDerivedHTML && name == "TICKET_URL" && val != "":
+	case mode == modeDerivedHTML && isLink(name) && val != "":
 		e := html.EscapeString(val)
 		return `<a href="` + e + `">` + e + `</a>`
 	}
@@ -396,7 +414,9 @@ func render(p Project, keys *ticket.ReplyKeys, tmpls map[ticket.NotificationKind
 	if n.Kind == ticket.NotifyNote {
 		note = about.Text
 	}
-	text, htmlPart, err := renderBody(spec.tmpl, ticketValues(p, t, ref, note, description))
+	v := ticketValues(p, t, ref, note, description)
+	setLinks(v, p, t, to.Address, spec.private)
+	text, htmlPart, err := renderBody(spec.tmpl, v)
 	if err != nil {
 		return nil, err
 	}
@@ -437,6 +457,7 @@ func render(p Project, keys *ticket.ReplyKeys, tmpls map[ticket.NotificationKind
 	if spec.bulk {
 		out.Headers = append(out.Headers, [2]string{"Precedence", "bulk"})
 	}
+	out.Headers = append(out.Headers, listUnsubscribe(p, t, to.Address)...)
 	return out, nil
 }
 

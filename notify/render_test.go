@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"net"
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -92,8 +94,8 @@ func TestTemplateValidate(t *testing.T) {
 	if err := (Template{Text: "%{ TICKET_REF } %{NOTE_TEXT}", HTML: "<b>%{PROJECT_NAME}</b>"}).Validate(); err != nil {
 		t.Errorf("Validate(known placeholders) = %v, want nil", err)
 	}
-	if err := (Template{HTML: "%{ISSUE_ID}"}).Validate(); err == nil {
-		t.Error("Validate(%{ISSUE_ID}) = nil, want an error naming the unknown placeholder")
+	if err := (Template{HTML: "%{ISSUE_NUMBER}"}).Validate(); err == nil {
+		t.Error("Validate(%{ISSUE_NUMBER}) = nil, want an error naming the unknown placeholder")
 	}
 	for _, k := range []ticket.NotificationKind{ticket.NotifyThankYou, ticket.NotifyNote, ticket.NotifyNewParticipant,
 		ticket.NotifyClosed, ticket.NotifyReopened} {
@@ -139,15 +141,21 @@ func TestRender(t *testing.T) {
 			HTML: `<a href="%{TICKET_URL}">%{TICKET_REF}</a>`,
 		}}
 		pp := p
-		pp.PublicURL = "https://desk.example.com/?a=1&b=<2>"
+		pp.PublicURL = "https://desk.example.com/d<2>"
+		var err error
+		pp.Links, err = ticket.NewCustomerLinks([]byte(testSecret), pp.PublicURL, ticket.LinkOptions{Now: func() time.Time { return testNow }})
+		if err != nil {
+			t.Fatal(err)
+		}
 		out, err := render(pp, keys, tmpls, n, tk)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := "Ticket acme#12: It burns. https://desk.example.com/?a=1&b=<2>/tickets/acme/12\n"; out.Text != want {
+		link := pp.Links.TicketURL("acme", 12, "alice@customer.test")
+		if want := "Ticket acme#12: It burns. " + link + "\n"; out.Text != want {
 			t.Errorf("Text = %q, want %q", out.Text, want)
 		}
-		if want := `<a href="https://desk.example.com/?a=1&amp;b=&lt;2&gt;/tickets/acme/12">acme#12</a>` + "\n"; out.HTML != want {
+		if want := `<a href="` + html.EscapeString(link) + `">acme#12</a>` + "\n"; out.HTML != want {
 			t.Errorf("HTML = %q, want %q", out.HTML, want)
 		}
 	})

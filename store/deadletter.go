@@ -32,9 +32,8 @@ func deadLetterQuery(tx *gorm.DB) *gorm.DB {
 func (s *Store) DeadLetters(ctx context.Context, p Page) ([]ticket.DeadLetter, bool, error) {
 	p = p.Normalize()
 	var rows []deadLetterView
-	err := deadLetterQuery(s.db.WithContext(ctx)).Where("dead_letters.resolved_at IS NULL").
-		Order("dead_letters.created_at DESC, dead_letters.id DESC").
-		Offset(p.offset()).Limit(p.PerPage + 1).Find(&rows).Error
+	err := newestFirst(deadLetterQuery(s.db.WithContext(ctx)).Where("dead_letters.resolved_at IS NULL"),
+		"dead_letters", "created_at", p).Find(&rows).Error
 	if err != nil {
 		return nil, false, fmt.Errorf("list dead letters: %w", err)
 	}

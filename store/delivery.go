@@ -120,14 +120,15 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 	if d.ProjectID == 0 {
 		d.ProjectID = in.ProjectID
 	}
-	if d.ProjectID != in.ProjectID {
-		return ticket.Committed{}, fmt.Errorf("delivery is for project %d but inbound row for project %d", d.ProjectID, in.ProjectID)
-	}
 	if in.Outcome != "" {
 		return s.previousCommit(tx, in)
 	}
-
-	ledger := map[string]any{"processed_at": now}
+	ledger := map[string]any{"processed_at": now, "desk_id": d.ProjectID}
+	if d.ProjectID != in.ProjectID {
+		if err := routable(tx, d, in); err != nil {
+			return ticket.Committed{}, err
+		}
+	}
 	if m := d.Message; m != nil {
 		ledger["message_id"] = m.MessageID
 		ledger["from_addr"] = m.From
@@ -144,18 +145,20 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 	}
 
 	switch d.Outcome {
-	case ticket.OutcomeFailed:
-		if err := finish(ticket.OutcomeFailed, 0, d.Reason); err != nil {
+	case ticket.OutcomeFailed, ticket.OutcomeUnroutable:
+		if err := finish(d.Outcome, 0, d.Reason); err != nil {
 			return ticket.Committed{}, err
 		}
 		if m := d.Message; m != nil {
 			in.MessageID, in.FromAddr, in.Subject = m.MessageID, m.From, m.Subject
 		}
+		in.DeskID = d.ProjectID
 		if err := addDeadLetter(tx, inboundDeadLetter(in, d.Reason)); err != nil {
 			return ticket.Committed{}, err
 		}
-		return ticket.Committed{Outcome: ticket.OutcomeFailed}, nil
-	case ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply, ticket.OutcomeBounce:
+		return ticket.Committed{Outcome: d.Outcome}, nil
+	case ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded, ticket.OutcomeAutoReply, ticket.OutcomeBounce,
+		ticket.OutcomeUnsubscribed:
 	default:
 		return ticket.Committed{}, fmt.Errorf("outcome %q cannot be committed", d.Outcome)
 	}
@@ -180,6 +183,9 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 	}
 
+	if d.Outcome == ticket.OutcomeUnsubscribed {
+		return commitUnsubscribe(tx, d, now.UnixMilli(), finish)
+	}
 	desk, err := deskAddress(tx, d)
 	if err != nil {
 		return ticket.Committed{}, err
@@ -284,6 +290,24 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		c.TicketNumber = n
 	}
 	return c, nil
+}
+
+// routable checks that a delivery for another project than its ledger
+// row's is a row of the intake mailbox routed to a desk: only then may
+// the commit make the row name another desk.
+func routable(tx *gorm.DB, d ticket.Delivery, in inboundRow) error {
+	if !d.Routed {
+		return fmt.Errorf("delivery is for project %d but inbound row for project %d", d.ProjectID, in.ProjectID)
+	}
+	var mailbox projectRow
+	if err := tx.Select(`"key"`).Where("id = ?", in.ProjectID).Take(&mailbox).Error; err != nil {
+		return fmt.Errorf("read the mailbox project %d of inbound %d: %w", in.ProjectID, in.ID, notFound(err))
+	}
+	if mailbox.Key != ticket.IntakeKey {
+		return fmt.Errorf("delivery routed to project %d but inbound %d is of project %s's own mailbox, not the intake's",
+			d.ProjectID, in.ID, mailbox.Key)
+	}
+	return nil
 }
 
 // numberTicket gives a new ticket the project's next number. It locks the
@@ -579,6 +603,11 @@ func queueNotification(tx *gorm.DB, projectID, ticketID int64, n ticket.Notifica
 	row, err := newNotificationRow(projectID, ticketID, n, domain, now)
 	if err != nil {
 		return 0, err
+	}
+	if off, err := isUnsubscribed(tx, ticketID, n.To); err != nil {
+		return 0, err
+	} else if off {
+		row.State, row.LastError = string(NotificationSuppressed), reasonUnsubscribed
 	}
 	if err := tx.Create(&row).Error; err != nil {
 		return 0, fmt.Errorf("queue %s notification: %w", n.Kind, err)

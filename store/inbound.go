@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,9 +30,11 @@ type inboundView struct {
 
 const inboundSelect = "inbound.*, projects.\"key\" AS project_key, COALESCE(tickets.number, 0) AS ticket_number"
 
+// inboundQuery joins a row with the desk whose ledger shows it (desk_id;
+// a row some insert left without one shows under its mailbox).
 func inboundQuery(tx *gorm.DB) *gorm.DB {
 	return tx.Table("inbound").Select(inboundSelect).
-		Joins("JOIN projects ON projects.id = inbound.project_id").
+		Joins("JOIN projects ON projects.id = CASE WHEN inbound.desk_id = 0 THEN inbound.project_id ELSE inbound.desk_id END").
 		Joins("LEFT JOIN tickets ON tickets.id = inbound.ticket_id")
 }
 
@@ -104,7 +107,7 @@ func addDeadLetter(tx *gorm.DB, d deadLetterRow) error {
 
 func inboundDeadLetter(row inboundRow, reason string) deadLetterRow {
 	return deadLetterRow{
-		Kind: string(ticket.DeadInbound), ProjectID: row.ProjectID, InboundID: row.ID,
+		Kind: string(ticket.DeadInbound), ProjectID: cmp.Or(row.DeskID, row.ProjectID), InboundID: row.ID,
 		MessageID: row.MessageID, Address: row.FromAddr, Subject: row.Subject, Reason: reason,
 	}
 }
@@ -139,7 +142,7 @@ func (s *Store) RecordFetched(ctx context.Context, in ticket.Inbound, raw []byte
 		row := inboundRow{
 			ProjectID: in.ProjectID, UIDValidity: int64(in.UIDValidity), UID: int64(in.UID),
 			Size: in.Size, MessageID: in.MessageID, FromAddr: in.From, Subject: in.Subject,
-			ReceivedAt: in.ReceivedAt.UTC(),
+			ReceivedAt: in.ReceivedAt.UTC(), DeskID: in.ProjectID,
 		}
 		if row.ReceivedAt.IsZero() {
 			row.ReceivedAt = s.now().UTC()
@@ -225,7 +228,7 @@ func (s *Store) RecordFetchedBatch(ctx context.Context, projectID int64, uidVali
 			at = s.now()
 		}
 		rows = append(rows, inboundRow{ProjectID: projectID, UIDValidity: int64(uidValidity), UID: int64(m.UID),
-			Size: int64(len(m.Raw)), RawSHA256: &key, ReceivedAt: at.UTC()})
+			Size: int64(len(m.Raw)), RawSHA256: &key, ReceivedAt: at.UTC(), DeskID: projectID})
 		uids = append(uids, int64(m.UID))
 	}
 	first, last := msgs[0].UID, msgs[len(msgs)-1].UID
@@ -391,7 +394,7 @@ func (s *Store) UnprocessedInbound(ctx context.Context, projectID int64, fetched
 func (s *Store) UnappliedInbound(ctx context.Context, projectID int64, uidValidity uint32, limit int) ([]ticket.Inbound, error) {
 	var final []string
 	for _, o := range []ticket.Outcome{ticket.OutcomeTicketCreated, ticket.OutcomeReplyAdded,
-		ticket.OutcomeAutoReply, ticket.OutcomeBounce, ticket.OutcomeDuplicate} {
+		ticket.OutcomeAutoReply, ticket.OutcomeBounce, ticket.OutcomeDuplicate, ticket.OutcomeUnsubscribed} {
 		if o.Final() {
 			final = append(final, string(o))
 		}
@@ -438,13 +441,15 @@ func (s *Store) ListInbound(ctx context.Context, f InboundFilter, p Page) ([]tic
 	p = p.Normalize()
 	q := inboundQuery(s.db.WithContext(ctx))
 	if f.Project != "" {
-		q = q.Where(`projects."key" = ?`, f.Project)
+		// By desk_id, so that the index on (desk_id, received_at) serves
+		// the page.
+		q = q.Where(`inbound.desk_id = (SELECT id FROM projects WHERE "key" = ?)`, f.Project)
 	}
 	if f.Outcome != "" {
 		q = q.Where("inbound.outcome = ?", string(f.Outcome))
 	}
 	var rows []inboundView
-	err := q.Order("inbound.received_at DESC, inbound.id DESC").Offset(p.offset()).Limit(p.PerPage + 1).Find(&rows).Error
+	err := newestFirst(q, "inbound", "received_at", p).Find(&rows).Error
 	if err != nil {
 		return nil, false, fmt.Errorf("list inbound: %w", err)
 	}

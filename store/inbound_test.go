@@ -174,9 +174,9 @@ func TestListInboundPages(t *testing.T) {
 			wantIDs  []int64
 			wantMore bool
 		}{
-			{"first page newest first", InboundFilter{Project: "acme"}, Page{1, 2}, []int64{ids[4], ids[3]}, true},
-			{"middle page", InboundFilter{Project: "acme"}, Page{2, 2}, []int64{ids[2], ids[1]}, true},
-			{"last page", InboundFilter{Project: "acme"}, Page{3, 2}, []int64{ids[0]}, false},
+			{"first page newest first", InboundFilter{Project: "acme"}, Page{Page: 1, PerPage: 2}, []int64{ids[4], ids[3]}, true},
+			{"middle page", InboundFilter{Project: "acme"}, Page{Page: 2, PerPage: 2}, []int64{ids[2], ids[1]}, true},
+			{"last page", InboundFilter{Project: "acme"}, Page{Page: 3, PerPage: 2}, []int64{ids[0]}, false},
 			{"by outcome", InboundFilter{Outcome: ticket.OutcomeTicketCreated}, Page{}, []int64{ids[0]}, false},
 		}
 		for _, tt := range tests {

@@ -61,6 +61,10 @@ type inboundRow struct {
 	Applied     bool        `gorm:"not null;default:false"`
 	Refetch     bool        `gorm:"not null;default:false"`
 	ProcessedAt sql.NullTime
+	// DeskID is the project whose ledger shows the row: ProjectID (the
+	// mailbox's) when fetched, the desk a row of the intake mailbox is
+	// routed to once committed. Every insert sets it (migration 12).
+	DeskID int64 `gorm:"not null;default:0"`
 }
 
 func (inboundRow) TableName() string { return "inbound" }

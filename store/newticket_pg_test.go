@@ -113,7 +113,7 @@ func ticketRows(t *testing.T, s *Store, c ticket.Committed, inboundID int64) map
 	mailID := regexp.MustCompile(`^<sd\.([0-9]+)\.[0-9a-f]{16}@`)
 	mask := func(rows []map[string]any) []map[string]any {
 		for _, r := range rows {
-			for _, k := range []string{"id", "ticket_id", "message_id", "project_id", "inbound_id"} {
+			for _, k := range []string{"id", "ticket_id", "message_id", "project_id", "inbound_id", "desk_id"} {
 				if v, ok := r[k].(int64); ok && v != 0 {
 					r[k] = "id"
 				}

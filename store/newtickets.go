@@ -85,7 +85,7 @@ func lockOrder(ds []ticket.Delivery) []int {
 // handles: a first message that opens a ticket.
 func opensTicket(d ticket.Delivery) bool {
 	return d.Outcome == ticket.OutcomeTicketCreated && d.TicketID == 0 && d.NewTicket != nil &&
-		d.Message != nil && d.DedupKey != "" && d.ProjectID != 0 && len(d.Bouncing) == 0
+		d.Message != nil && d.DedupKey != "" && d.ProjectID != 0 && len(d.Bouncing) == 0 && !d.Routed
 }
 
 // commitNewTickets is commitDelivery for many deliveries that each open a

@@ -30,10 +30,10 @@ func TestTicketsPages(t *testing.T) {
 			want     []string
 			wantMore bool
 		}{
-			{"first page newest first", TicketFilter{Project: "acme"}, Page{1, 2}, []string{"acme#5", "acme#4"}, true},
-			{"second page", TicketFilter{Project: "acme"}, Page{2, 2}, []string{"acme#3", "acme#2"}, true},
-			{"last page", TicketFilter{Project: "acme"}, Page{3, 2}, []string{"acme#1"}, false},
-			{"past the end", TicketFilter{Project: "acme"}, Page{4, 2}, nil, false},
+			{"first page newest first", TicketFilter{Project: "acme"}, Page{Page: 1, PerPage: 2}, []string{"acme#5", "acme#4"}, true},
+			{"second page", TicketFilter{Project: "acme"}, Page{Page: 2, PerPage: 2}, []string{"acme#3", "acme#2"}, true},
+			{"last page", TicketFilter{Project: "acme"}, Page{Page: 3, PerPage: 2}, []string{"acme#1"}, false},
+			{"past the end", TicketFilter{Project: "acme"}, Page{Page: 4, PerPage: 2}, nil, false},
 			{"closed only", TicketFilter{Status: ticket.StatusClosed}, Page{}, []string{"acme#2"}, false},
 			{"other project", TicketFilter{Project: "beta", Status: ticket.StatusOpen}, Page{}, []string{"beta#1"}, false},
 		}

@@ -49,10 +49,11 @@ func (s *Store) SyncProjects(ctx context.Context, ps []ticket.Project) ([]ticket
 	return out, nil
 }
 
-// Projects returns every project, ordered by key.
+// Projects returns every project, ordered by key; the row of the intake
+// mailbox (ticket.IntakeKey) is no desk and is left out.
 func (s *Store) Projects(ctx context.Context) ([]ticket.Project, error) {
 	var rows []projectRow
-	if err := s.db.WithContext(ctx).Order(`"key"`).Find(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where(`"key" <> ?`, ticket.IntakeKey).Order(`"key"`).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list projects: %w", err)
 	}
 	out := make([]ticket.Project, len(rows))

@@ -212,3 +212,7 @@ func countRows(t *testing.T, s *Store, table string) int64 {
 	}
 	return n
 }
+
+// latestMigration is the version of the last migration step (numbers may
+// have gaps).
+func latestMigration() int { return migrations[len(migrations)-1].version }

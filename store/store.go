@@ -5,8 +5,8 @@
 // per-recipient counts for caps, bounce suppression (recipients whose mail
 // came back as a delivery status notification, RFC 3464) and dead letters.
 //
-// It runs on SQLite (github.com/ncruces/go-sqlite3, pure Go, under gorm's
-// github.com/glebarez/sqlite dialector; WAL, immediate transactions, so
+// It runs on SQLite (github.com/ncruces/go-sqlite3, pure Go, with its own
+// gorm dialector, gormlite; WAL, immediate transactions, so
 // several processes may share one file) and PostgreSQL
 // (gorm.io/driver/postgres). It is the only package that imports gorm; gorm's
 // errors never leave it: callers branch on ErrNotFound and ErrLeaseLost.
@@ -29,18 +29,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"github.com/ncruces/go-sqlite3"
 	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
+	"github.com/ncruces/go-sqlite3/gormlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
 	"github.com/servicedesk/servicedesk/config"
+	"github.com/servicedesk/servicedesk/ticket"
 )
 
-// ErrNotFound is returned when the asked-for row does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when the asked-for row does not exist: the
+// domain's one ticket.ErrNotFound, under the name callers of the store know.
+var ErrNotFound = ticket.ErrNotFound
 
 // ErrLeaseLost is returned by RenewMailbox when another owner holds the
 // mailbox lease (ours expired and was taken).
@@ -169,7 +171,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 			return nil, fmt.Errorf("open database (sqlite): %w", err)
 		}
 		sqliteConn = conn
-		dialector = &sqlite.Dialector{Conn: conn}
+		dialector = gormlite.OpenDB(conn)
 		s.dialect = dialectSQLite
 		s.writers = make(chan struct{}, 1)
 		s.group.gate = s.writers
@@ -456,9 +458,13 @@ func notFound(err error) error {
 }
 
 // Page selects a page of a list. Page counts from 1; PerPage defaults to 50
-// and is capped at 1000.
+// and is capped at 1000. After, when set, is the ID of the last row of the
+// previous page (the keyset cursor): the page starts right after it by the
+// list's order, found through the list's index instead of an OFFSET scan,
+// and Page is ignored.
 type Page struct {
 	Page, PerPage int
+	After         int64
 }
 
 // Normalize returns p with defaults and limits applied.
@@ -484,6 +490,20 @@ func (p Page) Normalize() Page {
 const MaxPage = 1_000_000
 
 func (p Page) offset() int { return (p.Page - 1) * p.PerPage }
+
+// newestFirst orders q by (column, id) descending, the order of every list,
+// and applies p: rows after the keyset cursor when p.After is set (a row
+// value comparison with the cursor row's own values, which SQLite and
+// PostgreSQL both answer from the list's index), else an offset. One row
+// more than a page is asked for, to tell whether another page follows.
+func newestFirst(q *gorm.DB, table, column string, p Page) *gorm.DB {
+	order := fmt.Sprintf("%s.%s DESC, %s.id DESC", table, column, table)
+	if p.After > 0 {
+		q = q.Where(fmt.Sprintf("(%s.%s, %s.id) < (SELECT c.%s, c.id FROM %s c WHERE c.id = ?)", table, column, table, column, table), p.After)
+		return q.Order(order).Limit(p.PerPage + 1)
+	}
+	return q.Order(order).Offset(p.offset()).Limit(p.PerPage + 1)
+}
 
 // gormLogger forwards gorm's warnings and errors to slog: slow queries (over
 // 1 s) at Warn; record-not-found is not an error worth logging. Messages go

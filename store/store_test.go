@@ -90,6 +90,7 @@ func TestOpenSQLiteMemory(t *testing.T) {
 	}
 }
 
+
 func TestMigrate(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		t.Run("twice is a no-op", func(t *testing.T) {
@@ -97,11 +98,26 @@ func TestMigrate(t *testing.T) {
 				t.Fatalf("second Migrate: %v", err)
 			}
 			v, err := e.s.SchemaVersion(t.Context())
-			if err != nil || v != len(migrations) {
-				t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, len(migrations))
+			if err != nil || v != latestMigration() {
+				t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, latestMigration())
 			}
 			if n := countRows(t, e.s, "schema_migrations"); n != int64(len(migrations)) {
 				t.Fatalf("schema_migrations has %d rows, want %d", n, len(migrations))
+			}
+		})
+		t.Run("a step numbered below the highest applied one, merged later, still runs", func(t *testing.T) {
+			ctx := t.Context()
+			if err := e.s.db.WithContext(ctx).Exec(`DROP TABLE oauth_tokens`).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := e.s.db.WithContext(ctx).Exec(`DELETE FROM schema_migrations WHERE version = 7`).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := e.s.Migrate(ctx); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			if _, _, err := e.s.LoadOAuthToken(ctx, "x"); err != nil {
+				t.Fatalf("oauth_tokens after Migrate: %v (step 7 skipped?)", err)
 			}
 		})
 		if e.s.dialect == dialectPostgres {
@@ -324,11 +340,11 @@ func TestPageNormalize(t *testing.T) {
 		in   Page
 		want Page
 	}{
-		{"zero gives defaults", Page{}, Page{1, 50}},
-		{"negative page", Page{-3, 10}, Page{1, 10}},
-		{"too large per page", Page{2, 5000}, Page{2, 1000}},
-		{"kept", Page{3, 20}, Page{3, 20}},
-		{"a page past MaxPage is clamped, so the offset cannot overflow", Page{1 << 62, 1 << 62}, Page{MaxPage, 1000}},
+		{"zero gives defaults", Page{}, Page{Page: 1, PerPage: 50}},
+		{"negative page", Page{Page: -3, PerPage: 10}, Page{Page: 1, PerPage: 10}},
+		{"too large per page", Page{Page: 2, PerPage: 5000}, Page{Page: 2, PerPage: 1000}},
+		{"kept", Page{Page: 3, PerPage: 20}, Page{Page: 3, PerPage: 20}},
+		{"a page past MaxPage is clamped, so the offset cannot overflow", Page{Page: 1 << 62, PerPage: 1 << 62}, Page{Page: MaxPage, PerPage: 1000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

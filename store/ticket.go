@@ -49,7 +49,7 @@ func (s *Store) Tickets(ctx context.Context, f TicketFilter, p Page) ([]ticket.T
 		q = q.Where("tickets.status = ?", string(f.Status))
 	}
 	var rows []ticketView
-	if err := q.Order("tickets.created_at DESC, tickets.id DESC").Offset(p.offset()).Limit(p.PerPage + 1).Find(&rows).Error; err != nil {
+	if err := newestFirst(q, "tickets", "created_at", p).Find(&rows).Error; err != nil {
 		return nil, false, fmt.Errorf("list tickets: %w", err)
 	}
 	more := len(rows) > p.PerPage
@@ -104,6 +104,11 @@ func loadTicket(db *gorm.DB, where string, args ...any) (ticket.Ticket, error) {
 	if err := db.Model(&participantRow{}).Where("ticket_id = ?", t.ID).Order("id").Pluck("email", &t.Participants).Error; err != nil {
 		return ticket.Ticket{}, fmt.Errorf("ticket %s: participants: %w", t.Ref, err)
 	}
+	unsubscribed, err := unsubscribedOf(db, t.ID)
+	if err != nil {
+		return ticket.Ticket{}, fmt.Errorf("ticket %s: %w", t.Ref, err)
+	}
+	t.Unsubscribed = unsubscribed
 	var msgs []messageRow
 	if err := db.Where("ticket_id = ?", t.ID).Order("created_at, id").Find(&msgs).Error; err != nil {
 		return ticket.Ticket{}, fmt.Errorf("ticket %s: messages: %w", t.Ref, err)

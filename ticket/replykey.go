@@ -48,19 +48,30 @@ func (k *ReplyKeys) Sign(project string, ticketID int64) string {
 
 // Verify returns the ticket ID a key was signed for within project.
 func (k *ReplyKeys) Verify(project, key string) (int64, error) {
-	key = strings.ToLower(key)
-	parts := strings.Split(key, "-")
-	if len(parts) != 3 || parts[0] != "r1" {
+	id, ok := ReplyKeyTicket(key)
+	if !ok {
 		return 0, ErrBadReplyKey
 	}
-	id, err := strconv.ParseInt(parts[1], 36, 64)
-	if err != nil || id <= 0 {
-		return 0, ErrBadReplyKey
-	}
-	if !hmac.Equal([]byte(parts[2]), []byte(k.mac("r1", project, id))) {
+	_, mac, _ := strings.Cut(strings.TrimPrefix(strings.ToLower(key), "r1-"), "-")
+	if !hmac.Equal([]byte(mac), []byte(k.mac("r1", project, id))) {
 		return 0, ErrBadReplyKey
 	}
 	return id, nil
+}
+
+// ReplyKeyTicket reads the ticket ID a reply key names, without verifying
+// it: a key is only proven by Verify with the project of that ticket.
+// Routing uses it to find which desk to verify a key for.
+func ReplyKeyTicket(key string) (int64, bool) {
+	parts := strings.Split(strings.ToLower(key), "-")
+	if len(parts) != 3 || parts[0] != "r1" {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(parts[1], 36, 64)
+	if err != nil || id <= 0 {
+		return 0, false
+	}
+	return id, true
 }
 
 var keyPattern = regexp.MustCompile(`(?i)\br1-[0-9a-z]{1,13}-[a-z2-7]{20}\b`)

@@ -50,14 +50,30 @@ const (
 	OutcomeDuplicate     Outcome = "duplicate"
 	OutcomeRejected      Outcome = "rejected" // refused before download (too large); stays in the mailbox
 	OutcomeFailed        Outcome = "failed"   // failed for good; stays in the mailbox
+	// OutcomeUnroutable: fetched from the intake mailbox but naming no
+	// desk; a dead letter that lists the addresses it carried, never
+	// answered, left in the intake mailbox.
+	OutcomeUnroutable Outcome = "unroutable"
 )
+
+// IntakeKey is the key of the project row that stands for the intake
+// mailbox (config intake:), which serves many desks: a mailbox with a
+// lease, a cursor and a ledger like a desk's own, but no desk. The
+// underscore keeps it apart from every configured key ([a-z0-9-]+), and
+// lists of projects leave it out.
+const IntakeKey = "_intake"
+
+// OutcomeUnsubscribed is the outcome of a mail to a ticket's unsubscribe
+// address whose token verified for its sender: the sender gets no more
+// mail on the ticket. It is never a message on the ticket, never answered.
+const OutcomeUnsubscribed Outcome = "unsubscribed"
 
 // Final reports whether the outcome lets the message be flagged, moved or
 // deleted in the IMAP mailbox (after_processing). Rejected and failed mail
 // stays untouched so nothing is lost.
 func (o Outcome) Final() bool {
 	switch o {
-	case OutcomeTicketCreated, OutcomeReplyAdded, OutcomeAutoReply, OutcomeBounce, OutcomeDuplicate:
+	case OutcomeTicketCreated, OutcomeReplyAdded, OutcomeAutoReply, OutcomeBounce, OutcomeDuplicate, OutcomeUnsubscribed:
 		return true
 	}
 	return false
@@ -85,6 +101,10 @@ type Ticket struct {
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	Messages     []Message `json:"messages,omitempty"`
+
+	// Unsubscribed are the participants who asked for no more mail on the
+	// ticket (lower-cased); only a single ticket's read fills it.
+	Unsubscribed []string `json:"unsubscribed,omitempty"`
 }
 
 // FormatRef gives the human reference of a ticket, e.g. "acme#12".
@@ -129,8 +149,13 @@ type Attachment struct {
 // Inbound is one row of the inbound ledger: a message fetched (or refused)
 // from a project's mailbox, keyed by (project, UIDVALIDITY, UID).
 type Inbound struct {
-	ID           int64     `json:"id"`
-	ProjectID    int64     `json:"-"`
+	ID int64 `json:"id"`
+	// ProjectID is the project row of the mailbox the message was fetched
+	// from (the intake's, ticket.IntakeKey, for the intake mailbox).
+	ProjectID int64 `json:"-"`
+	// Project is the key of the desk whose ledger shows the row: the
+	// mailbox's own desk, or the desk a row of the intake was routed to
+	// (IntakeKey until then, and for good when unroutable).
 	Project      string    `json:"project"`
 	UIDValidity  uint32    `json:"uid_validity"`
 	UID          uint32    `json:"uid"`
@@ -247,6 +272,15 @@ type Delivery struct {
 	// DeskAddress is the project's address, never a participant; empty:
 	// the store reads it from the project.
 	DeskAddress string
+	// Routed says the ledger row belongs to the intake mailbox and was
+	// routed to ProjectID: the commit makes the row name that desk. The
+	// store refuses a ProjectID other than the row's without it, and
+	// refuses it for a row of any mailbox but the intake.
+	Routed bool
+
+	// Unsubscribe, with OutcomeUnsubscribed, is the address that asks for
+	// no more mail on ticket TicketID; Message is kept for the ledger only.
+	Unsubscribe string
 }
 
 // Committed is what the store did with a Delivery.

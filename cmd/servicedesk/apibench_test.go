@@ -94,27 +94,36 @@ func BenchmarkTicketsAPI(b *testing.B) {
 			b.Cleanup(srv.Close)
 
 			for _, pg := range []struct {
-				name string
-				page int
+				name   string
+				page   int
+				cursor bool // the same page asked for by its keyset cursor
 			}{
-				{"page1", 1},
-				{"page" + strconv.Itoa(apiBenchDeepPage), apiBenchDeepPage},
+				{"page1", 1, false},
+				{"page" + strconv.Itoa(apiBenchDeepPage), apiBenchDeepPage, false},
+				{"page" + strconv.Itoa(apiBenchDeepPage) + "-after", apiBenchDeepPage, true},
 			} {
 				b.Run(pg.name, func(b *testing.B) {
 					path := "/api/v1/projects/" + apiBenchProject + "/tickets"
-					if pg.page != 1 {
+					switch {
+					case pg.cursor:
+						path += "?after=" + nextAfter(b, fetchOnce(b, srv.URL+path+"?page="+strconv.Itoa(pg.page-1)))
+					case pg.page != 1:
 						path += "?page=" + strconv.Itoa(pg.page)
 					}
 					body := fetchOnce(b, srv.URL+path)
-					checkTicketPage(b, body, pg.page, apiBenchTickets)
+					checkTicketPage(b, body, pg.page, apiBenchTickets, pg.cursor)
 
 					bare := httptest.NewServer(bareHandler(body))
 					defer bare.Close()
 
 					got, ceil := measure(b, srv.URL+path, bare.URL+path, len(body), dur)
 					ratio := got.rate / ceil.rate
-					fmt.Printf("tickets API %-8s page %-4d: %6.0f req/s p50 %6.2f ms p99 %6.2f ms | bare %6.0f req/s p50 %5.2f ms p99 %5.2f ms | ratio %.4f\n",
-						backend, pg.page, got.rate, ms(got.p50), ms(got.p99), ceil.rate, ms(ceil.p50), ms(ceil.p99), ratio)
+					how := "page"
+					if pg.cursor {
+						how = "after"
+					}
+					fmt.Printf("tickets API %-8s %-5s %-4d: %6.0f req/s p50 %6.2f ms p99 %6.2f ms | bare %6.0f req/s p50 %5.2f ms p99 %5.2f ms | ratio %.4f\n",
+						backend, how, pg.page, got.rate, ms(got.p50), ms(got.p99), ceil.rate, ms(ceil.p50), ms(ceil.p99), ratio)
 					b.ReportMetric(0, "ns/op")
 					b.ReportMetric(got.rate, "req/s")
 					b.ReportMetric(ms(got.p50), "p50-ms")
@@ -342,7 +351,7 @@ func fetchOnce(tb testing.TB, url string) []byte {
 
 // checkTicketPage fails tb unless body is page of a list of total
 // generated tickets, newest (highest number) first, with their participants.
-func checkTicketPage(tb testing.TB, body []byte, page, total int) {
+func checkTicketPage(tb testing.TB, body []byte, page, total int, byCursor bool) {
 	tb.Helper()
 	var got struct {
 		Tickets  []ticket.Ticket `json:"tickets"`
@@ -366,6 +375,9 @@ func checkTicketPage(tb testing.TB, body []byte, page, total int) {
 		}
 	}
 	wantNext := first-apiBenchPerPage > 0
+	if byCursor {
+		wantNext = false // a page asked for by its cursor has no number
+	}
 	if (got.NextPage != nil) != wantNext || (wantNext && *got.NextPage != page+1) {
 		tb.Fatalf("page %d: next_page %v, want %d (or null on the last page)", page, got.NextPage, page+1)
 	}
@@ -519,7 +531,7 @@ func TestPopulateTickets(t *testing.T) {
 
 			for _, page := range []int{1, 2, 24, 25} {
 				t.Run("page "+strconv.Itoa(page), func(t *testing.T) {
-					checkTicketPage(t, fetchOnce(t, list+"?page="+strconv.Itoa(page)), page, n)
+					checkTicketPage(t, fetchOnce(t, list+"?page="+strconv.Itoa(page)), page, n, false)
 				})
 			}
 
@@ -562,4 +574,15 @@ func TestPopulateTickets(t *testing.T) {
 			})
 		})
 	}
+}
+
+// nextAfter is the keyset cursor of the page after the list answer body.
+func nextAfter(tb testing.TB, body []byte) string {
+	var v struct {
+		NextAfter *int64 `json:"next_after"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || v.NextAfter == nil {
+		tb.Fatalf("next_after of %q: %v (want a cursor)", truncateBytes(body, 200), err)
+	}
+	return strconv.FormatInt(*v.NextAfter, 10)
 }

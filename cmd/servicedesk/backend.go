@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/servicedesk/servicedesk/api"
@@ -46,14 +44,9 @@ type apiBackend struct {
 
 var _ api.Backend = apiBackend{}
 
-func notFound(err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%w", api.ErrNotFound)
-	}
-	return err
+func page(p api.Page) store.Page {
+	return store.Page{Page: p.Page, PerPage: p.PerPage, After: p.After}
 }
-
-func page(p api.Page) store.Page { return store.Page{Page: p.Page, PerPage: p.PerPage} }
 
 func (b apiBackend) Ping(ctx context.Context) error { return b.st.Ping(ctx) }
 
@@ -65,22 +58,22 @@ func (b apiBackend) Projects(ctx context.Context) ([]ticket.Project, error) {
 // project before it asks.
 func (b apiBackend) Tickets(ctx context.Context, q api.TicketQuery) ([]ticket.Ticket, bool, error) {
 	ts, more, err := b.st.Tickets(ctx, store.TicketFilter{Project: q.Project, Status: q.Status}, page(q.Page))
-	return ts, more, notFound(err)
+	return ts, more, err
 }
 
 func (b apiBackend) Ticket(ctx context.Context, project string, number int64) (ticket.Ticket, error) {
 	t, err := b.st.TicketByNumber(ctx, project, number)
-	return t, notFound(err)
+	return t, err
 }
 
 func (b apiBackend) Attachment(ctx context.Context, project string, number, id int64) (ticket.Attachment, []byte, error) {
 	a, data, err := b.st.Attachment(ctx, project, number, id)
-	return a, data, notFound(err)
+	return a, data, err
 }
 
 func (b apiBackend) Inbound(ctx context.Context, q api.InboundQuery) ([]ticket.Inbound, bool, error) {
 	in, more, err := b.st.ListInbound(ctx, store.InboundFilter{Project: q.Project, Outcome: q.Outcome}, page(q.Page))
-	return in, more, notFound(err)
+	return in, more, err
 }
 
 func (b apiBackend) DeadLetters(ctx context.Context, p api.Page) ([]ticket.DeadLetter, bool, error) {
@@ -88,11 +81,11 @@ func (b apiBackend) DeadLetters(ctx context.Context, p api.Page) ([]ticket.DeadL
 }
 
 func (b apiBackend) RetryDeadLetter(ctx context.Context, id int64) error {
-	return notFound(b.dl.Retry(ctx, id))
+	return b.dl.Retry(ctx, id)
 }
 
 func (b apiBackend) DiscardDeadLetter(ctx context.Context, id int64) error {
-	return notFound(b.dl.Discard(ctx, id))
+	return b.dl.Discard(ctx, id)
 }
 
 func apiTokens(ts []config.Token) []api.Token {
@@ -109,10 +102,10 @@ func apiTokens(ts []config.Token) []api.Token {
 
 func (b apiBackend) AddNote(ctx context.Context, project string, number int64, n api.NoteRequest) (ticket.Message, error) {
 	m, err := b.agent.AddNote(ctx, project, number, jobs.Note{Author: n.Author, Text: n.Text, Internal: n.Internal, Attachments: n.Attachments})
-	return m, notFound(err)
+	return m, err
 }
 
 func (b apiBackend) SetStatus(ctx context.Context, project string, number int64, status ticket.Status) (ticket.Ticket, error) {
 	t, err := b.agent.SetStatus(ctx, project, number, status)
-	return t, notFound(err)
+	return t, err
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/servicedesk/servicedesk/jobs"
-	"github.com/servicedesk/servicedesk/mailbox"
 	"github.com/servicedesk/servicedesk/notify"
 	"github.com/servicedesk/servicedesk/store"
 )
@@ -62,19 +61,20 @@ func (c *cli) check(ctx context.Context, args []string) error {
 	if err := c.startMailTokens(st, nil); err != nil {
 		line("oauth2 tokens", err)
 	}
+	if c.cfg.Intake.Enabled() {
+		c.checkTokens(ctx, intakeProject(c.cfg.Intake), line)
+	}
+	c.checkIntake(step)
 	for _, p := range c.cfg.Projects {
 		c.checkTokens(ctx, p, line)
-		step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
-			mb, err := mailbox.Dial(ctx, c.imapOf(p), c.log)
-			if err != nil {
-				return err
-			}
-			defer mb.Close()
-			if _, err := mb.Select(ctx, p.IMAP.Folder); err != nil {
-				return fmt.Errorf("select %q: %w", p.IMAP.Folder, err)
-			}
-			return nil // a move target folder is created on first use
-		})
+		switch {
+		case p.Graph.Configured():
+			c.checkGraph(p, step)
+		case p.HasMailbox():
+			step(fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
+				return c.checkIMAP(ctx, p)
+			})
+		}
 		step(fmt.Sprintf("project %s smtp %s:%d", p.Key, p.SMTP.Host, p.SMTP.Port), 30*time.Second, func(ctx context.Context) error {
 			return notify.Check(ctx, c.smtpOf(p))
 		})

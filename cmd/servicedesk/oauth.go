@@ -13,6 +13,7 @@ import (
 	"github.com/servicedesk/servicedesk/notify"
 	"github.com/servicedesk/servicedesk/oauth"
 	"github.com/servicedesk/servicedesk/store"
+	"github.com/servicedesk/servicedesk/ticket"
 )
 
 // mailTokens is the process's OAuth2 token sources for the mailboxes with
@@ -141,6 +142,9 @@ func (c *cli) checkTokens(ctx context.Context, p config.Project, line func(strin
 			grant = "refresh_token"
 		}
 		name := fmt.Sprintf("project %s %s oauth2", p.Key, mb.kind)
+		if p.Key == ticket.IntakeKey {
+			name = fmt.Sprintf("intake %s %s oauth2", p.Address, mb.kind)
+		}
 		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := src.src.Token(tctx)
 		cancel()

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -67,7 +66,15 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	mailboxes, intake, err := c.mailboxes(ctx, st, desks)
+	if err != nil {
+		return err
+	}
 	keys, err := c.replyKeys()
+	if err != nil {
+		return err
+	}
+	links, err := c.customerLinks()
 	if err != nil {
 		return err
 	}
@@ -87,9 +94,16 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	var wg sync.WaitGroup
-	var stops []func(context.Context)
-	errc := make(chan error, 3)
+	// Whatever has started is stopped, newest first, however serve
+	// returns: a part failing to start stops the ones before it.
+	lc := newLifecycle(c.log)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), c.cfg.Worker.ShutdownTimeout.D()+5*time.Second)
+		defer cancel()
+		lc.stop(sctx)
+		c.log.Info("servicedesk stopped")
+	}()
+	lc.started("asynq client", func(context.Context) { client.Close() })
 	// serveHTTP listens on addr and serves h until shutdown, with the
 	// server's timeouts; a failure to serve ends the process.
 	serveHTTP := func(addr string, h http.Handler) error {
@@ -106,14 +120,12 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			MaxHeaderBytes:    httpMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(c.log.With("component", "http").Handler(), slog.LevelWarn),
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		lc.run("http "+addr, func() error {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("http: %w", err)
+				return fmt.Errorf("http: %w", err)
 			}
-		}()
-		stops = append(stops, func(ctx context.Context) { _ = srv.Shutdown(ctx) })
+			return nil
+		}, func(ctx context.Context) { _ = srv.Shutdown(ctx) })
 		c.log.Info("http listening", "addr", ln.Addr().String())
 		return nil
 	}
@@ -128,13 +140,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		// ledger row.
 		handoff := jobs.NewHandoff(32<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
-			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize)})
-		deliverer := notify.NewDeliverer(st, keys, c.withSMTPTokens(notifyProjects(desks, c.cfg.HTTP.PublicURL)), &notify.Options{Logger: c.log,
+			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Intake: intake, Links: links})
+		deliverer := notify.NewDeliverer(st, keys, withCustomerLinks(c.withSMTPTokens(notifyProjects(desks, c.cfg.HTTP.PublicURL)), c.cfg, links), &notify.Options{Logger: c.log,
 			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates,
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})
-		defer deliverer.Close()
-		fetcher := jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
+		lc.started("deliverer", func(context.Context) { deliverer.Close() })
+		fetcher := jobs.NewFetcher(st, c.dialer(st), enq, mailboxes, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
 		w := jobs.NewWorker(rdb,
 			fetcher,
@@ -147,20 +159,18 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		if err := w.Start(); err != nil {
 			return err
 		}
-		stops = append(stops, w.Stop)
+		lc.started("worker", w.Stop)
 	}
 	if roles["scheduler"] {
-		s := jobs.NewScheduler(enq, desks, st, c.cfg.Scheduler.Tick.D(),
+		s := jobs.NewScheduler(enq, mailboxes, st, c.cfg.Scheduler.Tick.D(),
 			jobs.OutboxSweep{Every: c.cfg.Scheduler.OutboxSweep.D(), After: c.cfg.Scheduler.OutboxGrace.D()}, c.log)
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = s.Run(sctx) }()
-		stops = append(stops, func(context.Context) { cancel() })
+		lc.run("scheduler", func() error { _ = s.Run(sctx); return nil }, func(context.Context) { cancel() })
 	}
 	if roles["web"] {
 		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))
 		mon := asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: rOpt, PayloadFormatter: payloadFormatter{}})
-		defer mon.Close()
+		lc.started("monitor", func(context.Context) { mon.Close() })
 		handler := api.New(apiBackend{st: st, dl: jobs.NewDeadLetters(st, enq, inspector), agent: jobs.NewAgent(st, enq, desks)}, apiTokens(c.cfg.HTTP.Tokens), &api.Options{
 			Logger: c.log,
 			// The database is checked through the backend's Ping.
@@ -172,6 +182,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			// front rewrites the Host.
 			TrustedOrigins: publicOrigins(c.cfg.HTTP.PublicURL),
 			SlowTimeout:    httpSlowTimeout,
+			Customer:       &api.Customer{Links: links, Unsubscribe: unsubscriber{st}},
 		})
 		if err := serveHTTP(c.cfg.HTTP.Listen, handler); err != nil {
 			return err
@@ -196,21 +207,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	c.log.Info("servicedesk started", "roles", *rolesFlag, "projects", len(desks), "version", version)
 
-	var runErr error
 	select {
 	case <-ctx.Done():
 		c.log.Info("shutting down: draining in-flight work")
-	case runErr = <-errc:
+		return nil
+	case err := <-lc.failed():
+		return err
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.Worker.ShutdownTimeout.D()+5*time.Second)
-	defer cancel()
-	for i := len(stops) - 1; i >= 0; i-- {
-		stops[i](sctx)
-	}
-	wg.Wait()
-	client.Close()
-	c.log.Info("servicedesk stopped")
-	return runErr
 }
 
 // payloadFormatter shows task payloads in the monitor: they hold IDs only,

@@ -126,7 +126,7 @@ func (c *cli) inbound(ctx context.Context, args []string) error {
 	}
 	fs := newFlags("inbound list")
 	project := fs.String("project", "", "only this project")
-	outcome := fs.String("outcome", "", "only this outcome")
+	outcome := fs.String("outcome", "", "only this outcome: ticket_created, reply_added, auto_reply, bounce, duplicate, rejected, failed or unroutable")
 	page := pageFlags(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON")
 	if err := parseFlags(fs, args[1:]); err != nil {

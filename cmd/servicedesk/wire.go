@@ -83,8 +83,14 @@ func smtpConfig(p config.Project) notify.SMTPConfig {
 		Username: p.SMTP.Username, Password: p.SMTP.Password, InsecureSkipVerify: p.SMTP.InsecureSkipVerify}
 }
 
-func (c *cli) dialer() jobs.Dialer {
+// dialer opens a project's mailbox: Microsoft Graph or IMAP, as
+// configured. st keeps the UIDs of Graph messages.
+func (c *cli) dialer(st *store.Store) jobs.Dialer {
+	graphs := c.graphDialer(st)
 	return func(ctx context.Context, p config.Project) (jobs.Mailbox, error) {
+		if p.Graph.Configured() {
+			return dialGraph(ctx, graphs, p)
+		}
 		cfg := c.imapOf(p)
 		// Whatever a server says a message's size is, no more than the
 		// limit (and a byte, to tell) is read of it.
@@ -96,7 +102,7 @@ func (c *cli) dialer() jobs.Dialer {
 func ingestProjects(desks []jobs.Desk) []ingest.Project {
 	out := make([]ingest.Project, 0, len(desks))
 	for _, d := range desks {
-		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address})
+		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address, Aliases: d.Config.Aliases})
 	}
 	return out
 }
@@ -160,4 +166,36 @@ func notifyTemplates(ps []config.Project) (map[string]map[ticket.NotificationKin
 		}
 	}
 	return out, nil
+}
+
+// customerLinks signs the links customers get by mail (the ticket's page,
+// attachments, unsubscribe): with http.link_secret, else with a secret
+// derived from mail.reply_key_secret under a label of its own.
+func (c *cli) customerLinks() (*ticket.CustomerLinks, error) {
+	secret := []byte(c.cfg.HTTP.LinkSecret)
+	if len(secret) == 0 {
+		secret = ticket.DeriveLinkSecret([]byte(c.cfg.Mail.ReplyKeySecret))
+	}
+	return ticket.NewCustomerLinks(secret, c.cfg.HTTP.PublicURL, ticket.LinkOptions{TTL: c.cfg.HTTP.LinkTTL.D()})
+}
+
+// withCustomerLinks gives notify's projects the customer links and the
+// texts of GitLab's %{SYSTEM_HEADER}, %{SYSTEM_FOOTER} and
+// %{ADDITIONAL_TEXT}.
+func withCustomerLinks(ps []notify.Project, cfg *config.Config, links *ticket.CustomerLinks) []notify.Project {
+	for i := range ps {
+		ps[i].Links = links
+		ps[i].SystemHeader, ps[i].SystemFooter = cfg.Mail.SystemHeader, cfg.Mail.SystemFooter
+		if p, ok := cfg.Project(ps[i].Key); ok {
+			ps[i].AdditionalText = p.AdditionalText
+		}
+	}
+	return ps
+}
+
+// unsubscriber records the unsubscribes of the customer pages' links.
+type unsubscriber struct{ st *store.Store }
+
+func (u unsubscriber) Unsubscribe(ctx context.Context, project string, number int64, email string) error {
+	return u.st.Unsubscribe(ctx, project, number, email, store.UnsubscribedViaLink)
 }
