@@ -90,7 +90,6 @@ func TestOpenSQLiteMemory(t *testing.T) {
 	}
 }
 
-
 func TestMigrate(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		t.Run("twice is a no-op", func(t *testing.T) {
