@@ -101,3 +101,33 @@ func TestOAuth2ConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// The intake's imap takes the same auth and oauth2 keys as a desk's.
+func TestIntakeMailboxWithOAuth2(t *testing.T) {
+	t.Parallel()
+	gmail := `{host: imap.gmail.com, auth: xoauth2, oauth2: {token_url: "https://oauth2.googleapis.com/token", client_id: app, client_secret: hunter2, refresh_token_file: RT}}`
+	config := func(mail, rtFile string) string {
+		return "mail: {reply_key_secret: 0123456789abcdef0123" + mail + "}\n" +
+			"intake:\n  address: incoming@intake.test\n  imap: " + strings.Replace(gmail, "RT", rtFile, 1) + "\n" +
+			"projects:\n  - key: acme\n    address: support@acme.test\n    smtp: {host: 127.0.0.1}\n"
+	}
+	rt := filepath.Join(t.TempDir(), "rt")
+	if err := os.WriteFile(rt, []byte("1//intake-refresh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("needs no password and reads the refresh token file", func(t *testing.T) {
+		c, err := Parse([]byte(config(", token_key: "+tokenKey, rt)), nil)
+		if err != nil {
+			t.Fatalf("Parse = %v", err)
+		}
+		if in := c.Intake.IMAP; in.Auth != AuthXOAUTH2 || in.OAuth2.RefreshToken != "1//intake-refresh" || in.Username != "incoming@intake.test" {
+			t.Fatalf("intake imap = %+v", in)
+		}
+	})
+	t.Run("refuses a refresh token without a token key", func(t *testing.T) {
+		_, err := Parse([]byte(config("", rt)), nil)
+		if err == nil || !strings.Contains(err.Error(), "intake.imap.oauth2.refresh_token: needs mail.token_key") || strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("Parse = %v; want the intake's refresh token refused without a key, no secret echoed", err)
+		}
+	})
+}
