@@ -298,3 +298,59 @@ func TestOAuth2Mailbox(t *testing.T) {
 		}
 	})
 }
+
+// TestOAuth2IntakeMailbox: a shared intake mailbox on Microsoft 365
+// app-only tokens routes mail to its desk, and check shows its token
+// lines.
+func TestOAuth2IntakeMailbox(t *testing.T) {
+	d := newOAuthDesk(t)
+	const intake = "incoming@intake.test"
+	d.ts.SetAppUser(intake)
+	d.stack.AddUser(t, intake, deskPass) // a mailbox LMTP delivers to; the desk logs in with tokens only
+	imapHost, imapPort := splitHostPort(t, d.stack.IMAPAddr)
+	smtpHost, smtpPort := splitHostPort(t, d.stack.SMTPAddr)
+	cfg := fmt.Sprintf(`
+redis: {url: %q}
+database: {url: "sqlite://%s"}
+http:
+  listen: %s
+  tokens: [{name: e2e, token: %s, role: admin}]
+mail: {reply_key_secret: %s}
+scheduler: {tick: 200ms}
+worker: {shutdown_timeout: 10s}
+log: {level: info, format: text}
+intake:
+  address: %s
+  imap: {host: %s, port: %d, security: none, poll_interval: 1s, auth: xoauth2,
+         oauth2: {token_url: %q, client_id: %s, client_secret: %s, scopes: ["https://outlook.office365.com/.default"]}}
+projects:
+  - key: acme
+    address: incoming+acme@intake.test
+    smtp: {host: %s, port: %d, security: none}
+`, d.redisURL, d.dbFile, d.httpAddr, adminToken, replySecret, intake, imapHost, imapPort,
+		d.ts.TokenURL(), d.ts.ClientID, d.ts.ClientSecret, smtpHost, smtpPort)
+	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServe(t, d.config)
+	st := (&deskEnv{t: t, dbURL: "sqlite://" + d.dbFile}).openStore()
+
+	t.Run("mail to incoming+acme@ is fetched with a token and becomes acme's ticket", func(t *testing.T) {
+		d.stack.Deliver(t, intake, custMail{from: "alice@customer.test", to: "incoming+acme@intake.test", subject: "via the intake",
+			body: "hello", messageID: "<intake-oauth-" + randomHex(4) + "@customer.test>"}.raw())
+		d.waitTickets(t, st, 1)
+		d.thankYous(t, 1)
+	})
+	t.Run("check prints the intake's token lines", func(t *testing.T) {
+		out, err := (&deskEnv{config: d.config}).run("check")
+		for _, want := range []string{
+			"ok    intake " + intake + " imap oauth2 token endpoint 127.0.0.1:",
+			"ok    intake " + intake + " imap oauth2 grant client_credentials",
+			"ok    intake " + intake + " imap " + d.stack.IMAPAddr,
+		} {
+			if err != nil || !strings.Contains(out, want) {
+				t.Fatalf("check = %v; output lacks %q:\n%s", err, want, out)
+			}
+		}
+	})
+}
