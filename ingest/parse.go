@@ -147,7 +147,15 @@ func ParseContext(ctx context.Context, raw []byte, lim Limits) (m *Mail, err err
 	if err := check("MIME parse"); err != nil {
 		return nil, err
 	}
-	env, err := readEnvelope(newEnmimeParser(), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
+	env, err := readEnvelope(newEnmimeParser(false), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
+	if err == nil && !declaredCharsetsHeld(env.Root) {
+		// A declared charset did not fit the bytes: read the message
+		// again with enmime's detection on every text part.
+		if err := check("MIME parse with charset detection"); err != nil {
+			return nil, err
+		}
+		env, err = readEnvelope(newEnmimeParser(true), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
+	}
 	if err == nil {
 		if err := check("MIME parts"); err != nil {
 			return nil, err
@@ -503,6 +511,14 @@ func toUTF8(b []byte, declared string) string {
 	return convert(b, declared)
 }
 
+// validUTF8 is s if it is valid UTF-8, else s read as Windows-1252.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return convert([]byte(s), "")
+}
+
 // convert decodes data in charset; an unknown charset or invalid UTF-8
 // falls back to UTF-8 if valid, else Windows-1252.
 func convert(data []byte, charset string) string {
@@ -556,7 +572,14 @@ func parseDate(s string) (time.Time, error) {
 	return time.Time{}, errors.New("unparseable date")
 }
 
-func newEnmimeParser() *enmime.Parser {
+// newEnmimeParser is the MIME parser of ParseContext. With detect false,
+// enmime trusts a text part's declared charset and guesses (gogs/chardet,
+// about a third of the parse) only for parts that declare none; with
+// detect true it guesses for every text part and prefers a confident
+// guess to the declaration. ParseContext reads with detect false and
+// again with true only when declaredCharsetsHeld says a declaration did
+// not fit.
+func newEnmimeParser(detect bool) *enmime.Parser {
 	return enmime.NewParser(
 		enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
 		enmime.MultipartWOBoundaryAsSinglePart(true),
@@ -564,7 +587,54 @@ func newEnmimeParser() *enmime.Parser {
 		// Its HTML-to-text conversion reads the whole HTML body at a cost
 		// far above its size; htmlText bounds it.
 		enmime.DisableTextConversion(true),
+		enmime.DisableCharacterDetection(!detect),
 	)
+}
+
+// declaredCharsetsHeld reports whether every text part that declares a
+// charset decoded cleanly in it, as far as the decoded text shows: no
+// unknown charset, valid UTF-8 without U+FFFD (a byte sequence the
+// charset has no character for), and only ASCII from a part declared
+// US-ASCII (enmime reads US-ASCII as Windows-1252, so 8-bit bytes there,
+// often UTF-8 from a client that did not say so, would pass unseen).
+// Parts without a declaration went through enmime's detection already.
+func declaredCharsetsHeld(root *enmime.Part) bool {
+	if root == nil {
+		return true
+	}
+	held := true
+	root.DepthMatchAll(func(p *enmime.Part) bool {
+		if !held || !strings.HasPrefix(p.ContentType, "text/") || p.Charset == "" {
+			return false
+		}
+		for _, e := range p.Errors {
+			if e.Name == enmime.ErrorCharsetConversion {
+				held = false
+				return false
+			}
+		}
+		switch {
+		case !utf8.Valid(p.Content), bytes.Contains(p.Content, []byte("\uFFFD")):
+			held = false
+		case asciiCharsets[strings.ToLower(strings.TrimSpace(p.Charset))]:
+			for _, c := range p.Content {
+				if c >= utf8.RuneSelf {
+					held = false
+					break
+				}
+			}
+		}
+		return false
+	})
+	return held
+}
+
+// asciiCharsets are the names of US-ASCII (RFC 2046 section 4.1.2 and the
+// IANA aliases).
+var asciiCharsets = map[string]bool{
+	"us-ascii": true, "ascii": true, "us": true, "iso646-us": true, "iso-ir-6": true,
+	"ansi_x3.4-1968": true, "ansi_x3.4-1986": true, "iso_646.irv:1991": true,
+	"cp367": true, "ibm367": true, "csascii": true,
 }
 
 // parseBody takes what enmime read of the bounded message; when it could
@@ -576,7 +646,10 @@ func (m *Mail) parseBody(env *enmime.Envelope, err error, body []byte, declared 
 		m.Text = toUTF8(body, declared)
 		return nil
 	}
-	m.Text, m.HTML = env.Text, env.HTML
+	// Bytes that are still not UTF-8 (a declared charset that neither
+	// held nor was out-guessed by detection, an unknown charset) are read
+	// as Windows-1252, as in headers, rather than lost to U+FFFD.
+	m.Text, m.HTML = validUTF8(env.Text), validUTF8(env.HTML)
 	for _, e := range env.Errors {
 		if e.Name == enmime.ErrorPlainTextFromHTML {
 			continue
