@@ -26,6 +26,7 @@ var migrations = []migration{
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+	{11, "whole text of trimmed replies", migrateFullText},
 }
 
 // migrateProjectMailIndex lets the project's ceiling on automatic mail
@@ -33,6 +34,25 @@ var migrations = []migration{
 // notification the project ever sent.
 func migrateProjectMailIndex(tx *gorm.DB) error {
 	return tx.Exec(`CREATE INDEX IF NOT EXISTS idx_notifications_project_created ON notifications (project_id, created_at)`).Error
+}
+
+// migrateFullText adds messages.full_text, the whole text of a reply
+// whose text holds only its new part (ticket.Message.FullText), lz4
+// compressed on PostgreSQL where migration 5 compressed text and html.
+func migrateFullText(tx *gorm.DB) error {
+	if !tx.Migrator().HasColumn(&messageRow{}, "full_text") {
+		if err := tx.Exec(`ALTER TABLE messages ADD COLUMN full_text TEXT NOT NULL DEFAULT ''`).Error; err != nil {
+			return err
+		}
+	}
+	if tx.Dialector.Name() != dialectPostgres {
+		return nil
+	}
+	var lz4 bool
+	if err := tx.Raw(`SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4).Error; err != nil || !lz4 {
+		return err
+	}
+	return tx.Exec(`ALTER TABLE messages ALTER COLUMN full_text SET COMPRESSION lz4`).Error
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail
