@@ -522,6 +522,11 @@ func validUTF8(s string) string {
 // convert decodes data in charset; an unknown charset or invalid UTF-8
 // falls back to UTF-8 if valid, else Windows-1252.
 func convert(data []byte, charset string) string {
+	if utf7Charsets[charset] {
+		if out, ok := decodeUTF7(data); ok {
+			return out
+		}
+	}
 	if enc := lookupCharset(charset); enc != nil {
 		if out, err := enc.NewDecoder().Bytes(data); err == nil && utf8.Valid(out) {
 			return string(out)
@@ -727,9 +732,13 @@ func (m *Mail) collectParts(root *enmime.Part, lim Limits, check func(string) er
 			return false
 		}
 		n++
+		// A single-part message is its own body unless it is an
+		// attachment (a scanner's or a phone's image/png, a text/plain
+		// with Content-Disposition: attachment): then the ticket opens
+		// with an empty text and the part as its attachment.
 		isBody := (p.ContentType == "text/plain" || p.ContentType == "text/html" || p.ContentType == "") &&
 			p.Disposition != "attachment" && p.FileName == ""
-		if p == root || isBody {
+		if isBody {
 			return false
 		}
 		switch p.ContentType {
@@ -886,6 +895,9 @@ func attachment(p *enmime.Part, n int) ticket.Attachment {
 	sum := sha256.Sum256(data)
 	name := safeFilename(p.FileName)
 	if name == "" {
+		name = safeFilename(looseFilename(p))
+	}
+	if name == "" {
 		name = fmt.Sprintf("part-%d%s", n, extension(p.ContentType))
 	}
 	ct := p.ContentType
@@ -903,6 +915,26 @@ func attachment(p *enmime.Part, n int) ticket.Attachment {
 	}
 }
 
+// looseFilename reads a file name that enmime's parameter parser did not
+// find in a malformed Content-Disposition or Content-Type: a missing
+// semicolon ("attachment filename=x.pdf"), name= in the disposition, an
+// unclosed quote. It is "" when neither header names a file.
+func looseFilename(p *enmime.Part) string {
+	for _, h := range []string{"Content-Disposition", "Content-Type"} {
+		v := p.Header.Get(h)
+		if len(v) > maxQuoteLine {
+			v = v[:maxQuoteLine]
+		}
+		if sm := looseName.FindStringSubmatch(v); sm != nil {
+			name := strings.TrimSpace(sm[1] + sm[2] + sm[3])
+			return decodeHeader([]byte(name), "")
+		}
+	}
+	return ""
+}
+
+var looseName = regexp.MustCompile(`(?i)(?:^|[\s;])(?:file)?name\s*=\s*(?:"([^"]*)"?|'([^']*)'?|([^;]*))`)
+
 // safeFilename keeps the last path element of a file name, as valid UTF-8
 // without control or invisible format characters (ticket.HiddenRune:
 // bidi overrides such as U+202E would show "invoice\u202Efdp.exe" as
@@ -917,6 +949,9 @@ func safeFilename(s string) string {
 	}, s)
 	s = path.Base(strings.ReplaceAll(s, `\`, "/"))
 	s = strings.TrimSpace(s)
+	if len(s) > 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		s = s[1 : len(s)-1] // single quotes as if they were double
+	}
 	if s == "." || s == "/" || s == ".." {
 		return ""
 	}
