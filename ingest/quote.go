@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Quote and signature trimming: the text of a reply without the quoted
@@ -67,19 +68,26 @@ func trimReply(text string) (string, bool) {
 // history, len(lines) if none. forward reports a forwarded message met
 // first: what follows it is new to the ticket, so nothing is cut.
 func historyStart(lines []string) (start int, forward bool) {
+	var inline []bool // inline[i]: lines[i:] answer between quotes; computed once, when needed
 	for i, l := range lines {
 		l = strings.TrimSpace(l)
 		if l == "" || len(l) > maxQuoteLine || l[0] == '>' {
 			continue
 		}
-		if forwardMarker.MatchString(l) {
+		marker := l[0] == '-' || l[len(l)-1] == ':' // the regular expressions only where they may match
+		if marker && forwardMarker.MatchString(l) {
 			return len(lines), true
 		}
-		if originalMessage.MatchString(l) || headerBlockAt(lines, i) {
+		if (l[0] == '-' && originalMessage.MatchString(l)) || headerBlockAt(lines, i) {
 			return i, false
 		}
-		if n := attributionAt(lines, i); n > 0 && !inlineReply(lines[i+n:]) {
-			return i, false
+		if n := attributionAt(lines, i); n > 0 {
+			if inline == nil {
+				inline = inlineReplies(lines)
+			}
+			if !inline[i+n] {
+				return i, false
+			}
 		}
 	}
 	return len(lines), false
@@ -92,10 +100,6 @@ var forwardMarker = regexp.MustCompile(`(?i)^(-{3,}\s*(forwarded message|weiterg
 // originalMessage is Outlook's (and Outlook Express's, and old
 // Thunderbird's) separator line, in the languages of its installations.
 var originalMessage = regexp.MustCompile(`(?i)^-{3,}\s*(original message|ursprüngliche nachricht|originalnachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|originalmeddelande|oprindelig meddelelse|opprinnelig melding|alkuperäinen viesti|wiadomość oryginalna|oryginalna wiadomość|mensagem original|původní zpráva|исходное сообщение)\s*-{3,}$`)
-
-// headerLabel matches a line that starts with a header label of a quoted
-// mail as Outlook writes it ("From: ...", "*Von:* ...", "De : ...").
-var headerLabel = regexp.MustCompile(`^\*?([\p{L} ]{1,24}?)\s*:\*?\s*\S`)
 
 var (
 	fromLabels = labels("from", "von", "de", "da", "van", "från", "fra", "od", "lähettäjä", "от")
@@ -114,13 +118,25 @@ func labels(names ...string) map[string]bool {
 	return m
 }
 
-// label is the lower-cased header label line l starts with, "" if none.
+// label is the lower-cased header label line l starts with, as Outlook
+// writes a quoted mail's header ("From: ...", "*Von:* ...", "De : ..."):
+// up to 24 letters and blanks, a colon, then something; "" if none.
 func label(l string) string {
-	sm := headerLabel.FindStringSubmatch(strings.TrimSpace(l))
-	if sm == nil {
+	l = strings.TrimSpace(l)
+	i := strings.IndexByte(l, ':')
+	if i < 0 || i > 32 || strings.TrimLeft(l[i+1:], "* \t") == "" {
 		return ""
 	}
-	return strings.ToLower(strings.TrimSpace(sm[1]))
+	name := strings.TrimSpace(strings.Trim(l[:i], "*"))
+	if name == "" || utf8.RuneCountInString(name) > 24 {
+		return ""
+	}
+	for _, r := range name {
+		if !unicode.IsLetter(r) && r != ' ' {
+			return ""
+		}
+	}
+	return strings.ToLower(name)
 }
 
 // headerBlockAt reports whether lines[i] starts the header block of a
@@ -145,20 +161,23 @@ func headerBlockAt(lines []string, i int) bool {
 // attributionAt returns how many lines (1 to 3) from lines[i] make an
 // attribution line, 0 if none does.
 func attributionAt(lines []string, i int) int {
-	joined := ""
+	size := 0
 	for n := 1; n <= 3 && i+n <= len(lines); n++ {
 		l := strings.TrimSpace(lines[i+n-1])
 		if l == "" || l[0] == '>' {
 			return 0
 		}
-		if joined != "" {
-			joined += " "
-		}
-		joined += l
-		if len(joined) > maxQuoteLine {
+		if size += len(l) + 1; size > maxQuoteLine {
 			return 0
 		}
-		if isAttribution(joined) {
+		if l[len(l)-1] != ':' {
+			continue // an attribution ends with a colon: join only then
+		}
+		joined := make([]string, n)
+		for k := range n {
+			joined[k] = strings.TrimSpace(lines[i+k])
+		}
+		if isAttribution(strings.Join(joined, " ")) {
 			return n
 		}
 	}
@@ -196,22 +215,23 @@ func isAttribution(s string) bool {
 	return false
 }
 
-// inlineReply reports whether the text after an attribution answers
-// between its quotes: a line that is neither blank nor quoted after a
-// quoted one.
-func inlineReply(after []string) bool {
-	quoted := false
-	for _, l := range after {
-		l = strings.TrimSpace(l)
-		switch {
+// inlineReplies reports for every i whether lines[i:] answer between
+// quotes (a line that is neither blank nor quoted after a quoted one), in
+// one pass from the end; the result has len(lines)+1 entries.
+func inlineReplies(lines []string) []bool {
+	inline := make([]bool, len(lines)+1)
+	answered := false // a line below is neither blank nor quoted
+	for i := len(lines) - 1; i >= 0; i-- {
+		inline[i] = inline[i+1]
+		switch l := strings.TrimSpace(lines[i]); {
 		case l == "":
 		case l[0] == '>':
-			quoted = true
-		case quoted:
-			return true
+			inline[i] = inline[i] || answered
+		default:
+			answered = true
 		}
 	}
-	return false
+	return inline
 }
 
 // trailingQuote is the index of the block of '>' lines (and blank lines)
@@ -237,12 +257,16 @@ func trailingQuote(lines []string) int {
 // non-blank line that says which device sent the mail; len(lines) if
 // none.
 func signatureStart(lines []string) int {
+	below := nonBlank(lines) // non-blank lines after the current one
 	for i, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			below--
+		}
 		switch strings.TrimRight(l, "\r") {
 		case "-- ":
 			return i
 		case "--":
-			if nonBlank(lines[i+1:]) <= maxSignature {
+			if below <= maxSignature {
 				return i
 			}
 		}

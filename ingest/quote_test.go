@@ -97,3 +97,30 @@ func TestProcessTrimsReplies(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTrimReply trims hostile texts of 4 MB, each repeating what
+// makes the trimmer look further (attributions above inline answers,
+// "--" lines, header blocks without a Subject, wrapped attribution
+// candidates), beside an ordinary reply: the cost per byte must stay
+// that of the ordinary reply (linear), not grow with the repetitions.
+//
+//	go test -run '^$' -bench '^BenchmarkTrimReply$' ./ingest
+func BenchmarkTrimReply(b *testing.B) {
+	const size = 4 << 20
+	fill := func(unit string) string { return strings.Repeat(unit, size/len(unit)) }
+	cases := []struct{ name, text string }{
+		{"ordinary-reply", fill("Thanks, it prints again.\n") + "\nOn Mon, Jan 2, 2023 at 10:00 AM Acme <support@acme.test> wrote:\n> q\n"},
+		{"attributions-over-inline-answers", fill("On 1 Jan 2023 a@x wrote:\n> q\nanswer\n")},
+		{"dash-lines", fill("--\ntext\n")},
+		{"header-blocks-without-subject", fill("From: a@x\nSent: 1 Jan 2023\nTo: b@x\n")},
+		{"wrapped-attribution-candidates", fill("On 1 Jan 2023 a very long line that never says it\n")},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.text)))
+			for b.Loop() {
+				trimReply(c.text)
+			}
+		})
+	}
+}
