@@ -149,12 +149,18 @@ func ParseContext(ctx context.Context, raw []byte, lim Limits) (m *Mail, err err
 	}
 	env, err := readEnvelope(newEnmimeParser(false), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
 	if err == nil && !declaredCharsetsHeld(env.Root) {
-		// A declared charset did not fit the bytes: read the message
-		// again with enmime's detection on every text part.
-		if err := check("MIME parse with charset detection"); err != nil {
-			return nil, err
+		if len(body) > maxRedetect {
+			m.warn("a declared charset does not fit the text; the message is over %d bytes, so it is not read again with charset detection", maxRedetect)
+		} else {
+			// A declared charset did not fit the bytes: read the message
+			// again with enmime's detection on every text part, the first
+			// reading let go before.
+			env = nil
+			if err := check("MIME parse with charset detection"); err != nil {
+				return nil, err
+			}
+			env, err = readEnvelope(newEnmimeParser(true), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
 		}
-		env, err = readEnvelope(newEnmimeParser(true), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
 	}
 	if err == nil {
 		if err := check("MIME parts"); err != nil {
@@ -516,7 +522,8 @@ func validUTF8(s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
-	return convert([]byte(s), "")
+	out, _ := charmap.Windows1252.NewDecoder().String(s)
+	return out
 }
 
 // convert decodes data in charset; an unknown charset or invalid UTF-8
@@ -576,6 +583,13 @@ func parseDate(s string) (time.Time, error) {
 	}
 	return time.Time{}, errors.New("unparseable date")
 }
+
+// maxRedetect is the largest body read a second time, with charset
+// detection, when a declared charset does not fit: a second reading
+// doubles the cost of a parse (a 24 MB body took 3.7 s instead of 1.3 s).
+// A larger body keeps its first reading, whose text that is not UTF-8 is
+// read as Windows-1252.
+const maxRedetect = 4 << 20
 
 // newEnmimeParser is the MIME parser of ParseContext. With detect false,
 // enmime trusts a text part's declared charset and guesses (gogs/chardet,
