@@ -42,6 +42,14 @@ func parseCorpus(tb testing.TB) [][]byte {
 // adds (pre-scan, lenient headers, trimming) against what it saves.
 //
 //	go test -run '^$' -bench '^BenchmarkParse$' -benchmem ./ingest
+//
+// Measured 2026-12-03 on 2 cores shared by a busy session, the base
+// commit (e41bcc9, chardet on every text part) and this code alternating,
+// 500 passes over the same 34 mails each: Parse 986-2,929 msgs/s before,
+// 1,222-4,973 after (1.2-1.8 times in each pair); CPU (user+sys) per
+// message 0.27-0.38 ms before, 0.17-0.24 ms after; beside enmime's
+// defaults in the same run 0.6-1.0 times their rate before, 1.1-1.7
+// after. Only ratios compare on these machines.
 func BenchmarkParse(b *testing.B) {
 	mails := parseCorpus(b)
 	size := 0
