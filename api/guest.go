@@ -80,6 +80,7 @@ func guestMessage(m ticket.Message) ticket.Message {
 	m.Subject = RedactText(m.Subject)
 	m.Text = RedactText(cutForGuest(m.Text))
 	m.HTML = RedactText(cutForGuest(m.HTML))
+	m.FullText = RedactText(cutForGuest(m.FullText))
 	m.MessageID = RedactText(m.MessageID)
 	m.InReplyTo = RedactText(m.InReplyTo)
 	m.References = redactList(m.References)

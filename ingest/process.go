@@ -410,6 +410,7 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 	}
 	d.TicketID = th.ticketID
 	msg.TicketID = th.ticketID
+	msg.Text, msg.FullText = replyText(m, th.ticketID != 0)
 
 	switch class {
 	case ClassBounce:

@@ -443,7 +443,7 @@ func newMessageRow(ticketID int64, m ticket.Message) (messageRow, error) {
 	row := messageRow{
 		TicketID: ticketID, InboundID: m.InboundID, Direction: string(m.Direction), Kind: string(m.Kind),
 		FromAddr: m.From, ToAddrs: string(to), CcAddrs: string(cc), Subject: m.Subject, Text: m.Text,
-		HTML: m.HTML, MessageID: m.MessageID, InReplyTo: m.InReplyTo, Refs: strings.Join(m.References, " "),
+		HTML: m.HTML, FullText: m.FullText, MessageID: m.MessageID, InReplyTo: m.InReplyTo, Refs: strings.Join(m.References, " "),
 		Internal: m.Internal, CreatedAt: m.CreatedAt.UTC(),
 	}
 	if row.Direction == "" {

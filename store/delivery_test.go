@@ -136,7 +136,8 @@ func TestCommitDeliveryReply(t *testing.T) {
 			InboundID: reply, ProjectID: p.ID, Outcome: ticket.OutcomeReplyAdded, DedupKey: "mid:<r@customer.test>",
 			TicketID: c.TicketID, Reopen: true, Participants: []string{"Carol@Customer.test", "support+r1-x@acme.test"},
 			Message: &ticket.Message{Direction: ticket.DirectionInbound, Kind: ticket.KindEmail, From: "alice@customer.test",
-				Subject: "Re: Printer on fire", Text: "Still burning", MessageID: "<r@customer.test>", InReplyTo: "<q@customer.test>"},
+				Subject: "Re: Printer on fire", Text: "Still burning", FullText: "Still burning\n\n> Printer on fire",
+				MessageID: "<r@customer.test>", InReplyTo: "<q@customer.test>"},
 		})
 		if rc.Outcome != ticket.OutcomeReplyAdded || rc.TicketID != c.TicketID || rc.TicketNumber != 1 {
 			t.Fatalf("reply Committed = %+v, want reply_added on ticket %d", rc, c.TicketID)
@@ -150,6 +151,10 @@ func TestCommitDeliveryReply(t *testing.T) {
 		}
 		if len(got.Messages) != 2 || got.Messages[1].Text != "Still burning" {
 			t.Fatalf("messages = %+v, want the reply second", got.Messages)
+		}
+		if got.Messages[1].FullText != "Still burning\n\n> Printer on fire" || got.Messages[0].FullText != "" {
+			t.Fatalf("full texts = %q, %q; want the reply's whole text kept beside its new part, none on the first mail",
+				got.Messages[0].FullText, got.Messages[1].FullText)
 		}
 		if !slices.Contains(got.Participants, "carol@customer.test") || slices.ContainsFunc(got.Participants, func(s string) bool { return strings.Contains(s, "acme.test") }) {
 			t.Fatalf("participants = %v, want carol added and no desk sub-address", got.Participants)

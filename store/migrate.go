@@ -28,6 +28,7 @@ var migrations = []migration{
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
 	{8, "UIDs of Microsoft Graph messages", migrateGraph},
 	{9, "unsubscribes", migrateUnsubscribes},
+	{11, "whole text of trimmed replies", migrateFullText},
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
 }
 
@@ -57,6 +58,25 @@ func migrateInboundDesk(tx *gorm.DB) error {
 // notification the project ever sent.
 func migrateProjectMailIndex(tx *gorm.DB) error {
 	return tx.Exec(`CREATE INDEX IF NOT EXISTS idx_notifications_project_created ON notifications (project_id, created_at)`).Error
+}
+
+// migrateFullText adds messages.full_text, the whole text of a reply
+// whose text holds only its new part (ticket.Message.FullText), lz4
+// compressed on PostgreSQL where migration 5 compressed text and html.
+func migrateFullText(tx *gorm.DB) error {
+	if !tx.Migrator().HasColumn(&messageRow{}, "full_text") {
+		if err := tx.Exec(`ALTER TABLE messages ADD COLUMN full_text TEXT NOT NULL DEFAULT ''`).Error; err != nil {
+			return err
+		}
+	}
+	if tx.Dialector.Name() != dialectPostgres {
+		return nil
+	}
+	var lz4 bool
+	if err := tx.Raw(`SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4).Error; err != nil || !lz4 {
+		return err
+	}
+	return tx.Exec(`ALTER TABLE messages ALTER COLUMN full_text SET COMPRESSION lz4`).Error
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail

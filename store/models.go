@@ -115,6 +115,7 @@ type messageRow struct {
 	Subject   string     `gorm:"not null;default:''"`
 	Text      string     `gorm:"not null;default:''"`
 	HTML      string     `gorm:"column:html;not null;default:''"`
+	FullText  string     `gorm:"not null;default:''"`       // ticket.Message.FullText; migration 11
 	MessageID string     `gorm:"not null;default:'';index"` // with angle brackets
 	InReplyTo string     `gorm:"not null;default:''"`
 	Refs      string     `gorm:"not null;default:''"` // space separated

@@ -143,6 +143,7 @@ func (m messageRow) toTicket() (ticket.Message, error) {
 	out := ticket.Message{
 		ID: m.ID, TicketID: m.TicketID, InboundID: m.InboundID, Direction: ticket.Direction(m.Direction),
 		Kind: ticket.Kind(m.Kind), From: m.FromAddr, Subject: m.Subject, Text: m.Text, HTML: m.HTML,
+		FullText:  m.FullText,
 		MessageID: m.MessageID, InReplyTo: m.InReplyTo, References: strings.Fields(m.Refs),
 		Internal: m.Internal, CreatedAt: m.CreatedAt, Attachments: []ticket.Attachment{},
 	}

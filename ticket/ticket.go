@@ -125,7 +125,8 @@ type Message struct {
 	Subject     string       `json:"subject"`
 	Text        string       `json:"text"`
 	HTML        string       `json:"html"`
-	MessageID   string       `json:"message_id"` // with angle brackets, e.g. "<abc@host>"
+	FullText    string       `json:"full_text,omitempty"` // an inbound reply's whole text when Text holds only its new part; else ""
+	MessageID   string       `json:"message_id"`          // with angle brackets, e.g. "<abc@host>"
 	InReplyTo   string       `json:"-"`
 	References  []string     `json:"-"`
 	Internal    bool         `json:"internal"`
