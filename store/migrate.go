@@ -26,6 +26,41 @@ var migrations = []migration{
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+	{10, "outbound mail recorded on its ticket; answers to rejected mail", migrateConversation},
+}
+
+// migrateConversation links each notification to the outbound message
+// that records it on the ticket (notifications.outbound_id), and gives the
+// inbound ledger the state of the answer to a rejected mail's sender.
+func migrateConversation(tx *gorm.DB) error {
+	timestamp := "DATETIME"
+	if tx.Dialector.Name() == dialectPostgres {
+		timestamp = "TIMESTAMPTZ"
+	}
+	columns := []struct{ table, column, ddl string }{
+		{"notifications", "outbound_id", "BIGINT NOT NULL DEFAULT 0"},
+		{"inbound", "answer_state", "VARCHAR(16) NOT NULL DEFAULT ''"},
+		{"inbound", "answer_reason", "TEXT NOT NULL DEFAULT ''"},
+		{"inbound", "answer_mail_id", "TEXT NOT NULL DEFAULT ''"},
+		{"inbound", "answer_queued_at", timestamp},
+	}
+	for _, c := range columns {
+		if tx.Migrator().HasColumn(c.table, c.column) {
+			continue
+		}
+		if err := tx.Exec("ALTER TABLE " + c.table + " ADD COLUMN " + c.column + " " + c.ddl).Error; err != nil {
+			return fmt.Errorf("add %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	for _, q := range []string{
+		`CREATE INDEX IF NOT EXISTS idx_notifications_outbound_id ON notifications (outbound_id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_answer ON inbound (outcome, answer_state)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateProjectMailIndex lets the project's ceiling on automatic mail

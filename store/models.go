@@ -61,6 +61,13 @@ type inboundRow struct {
 	Applied     bool        `gorm:"not null;default:false"`
 	Refetch     bool        `gorm:"not null;default:false"`
 	ProcessedAt sql.NullTime
+	// The answer to the sender of a rejected mail (migration 10): state
+	// '' (none yet), queued, sent, suppressed or failed, with its reason,
+	// our Message-ID and when it was queued.
+	AnswerState    string `gorm:"size:16;not null;default:''"`
+	AnswerReason   string `gorm:"not null;default:''"`
+	AnswerMailID   string `gorm:"not null;default:''"`
+	AnswerQueuedAt sql.NullTime
 }
 
 func (inboundRow) TableName() string { return "inbound" }
@@ -141,14 +148,17 @@ type notificationRow struct {
 	TicketID  int64      `gorm:"not null;index"`
 	Ticket    *ticketRow `gorm:"constraint:OnDelete:CASCADE"`
 	MessageID int64      `gorm:"not null;default:0"`
-	Kind      string     `gorm:"size:32;not null"`
-	Recipient string     `gorm:"not null"`
-	MailID    string     `gorm:"not null;uniqueIndex"`
-	State     string     `gorm:"size:16;not null;index"`
-	Attempts  int        `gorm:"not null;default:0"`
-	LastError string     `gorm:"not null;default:''"`
-	SentAt    sql.NullTime
-	CreatedAt time.Time `gorm:"not null"`
+	// OutboundID is the outbound message that records this mail
+	// (migration 10).
+	OutboundID int64  `gorm:"not null;default:0;index"`
+	Kind       string `gorm:"size:32;not null"`
+	Recipient  string `gorm:"not null"`
+	MailID     string `gorm:"not null;uniqueIndex"`
+	State      string `gorm:"size:16;not null;index"`
+	Attempts   int    `gorm:"not null;default:0"`
+	LastError  string `gorm:"not null;default:''"`
+	SentAt     sql.NullTime
+	CreatedAt  time.Time `gorm:"not null"`
 }
 
 func (notificationRow) TableName() string { return "notifications" }

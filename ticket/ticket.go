@@ -36,6 +36,9 @@ const (
 	KindAutoReply Kind = "auto_reply"
 	KindBounce    Kind = "bounce"
 	KindThankYou  Kind = "thank_you"
+	// Outbound mail other than notes is recorded under the kind of its
+	// notification: closed, reopened, new_participant, relay, agent_notice
+	// (Kind(NotificationKind)).
 )
 
 // Outcome is where a fetched message ended up, as the inbound ledger says it.
@@ -111,6 +114,27 @@ type Message struct {
 	Internal    bool         `json:"internal"`
 	CreatedAt   time.Time    `json:"created_at"`
 	Attachments []Attachment `json:"attachments"`
+	// Delivery is, for an outbound message that was mailed, each
+	// recipient's delivery status, in the order they were queued.
+	Delivery []Recipient `json:"delivery,omitempty"`
+}
+
+// Delivery statuses of a Recipient.
+const (
+	DeliveryQueued     = "queued"     // waiting for the SMTP server to accept it (Reason: the last temporary error)
+	DeliverySent       = "sent"       // accepted by the SMTP server
+	DeliveryFailed     = "failed"     // failed for good (Reason), a dead letter
+	DeliverySuppressed = "suppressed" // not sent on purpose (Reason: the cause)
+)
+
+// Recipient is one recipient of an outbound message and what became of the
+// mail to them.
+type Recipient struct {
+	To        string    `json:"to"`
+	Status    string    `json:"status"` // queued | sent | failed | suppressed
+	Reason    string    `json:"reason,omitempty"`
+	MessageID string    `json:"message_id"` // of the mail to this recipient, "<...>"
+	SentAt    time.Time `json:"sent_at,omitzero"`
 }
 
 // Attachment is a file on a message. Data is only set on the way into the
@@ -157,6 +181,12 @@ const (
 	NotifyNewParticipant NotificationKind = "new_participant"
 	NotifyClosed         NotificationKind = "closed"
 	NotifyReopened       NotificationKind = "reopened"
+	// NotifyRelay passes a customer's reply on to the ticket's other
+	// participants, as GitLab relays external participants' replies.
+	NotifyRelay NotificationKind = "relay"
+	// NotifyAgent tells an address of a project's notify_agents of a new
+	// ticket or a customer's reply; agents are never participants.
+	NotifyAgent NotificationKind = "agent_notice"
 )
 
 // NotificationState is the delivery state of an outbound mail.
@@ -177,6 +207,10 @@ type Notification struct {
 	Project   string            `json:"project"`
 	TicketID  int64             `json:"-"`
 	MessageID int64             `json:"-"` // the ticket message this mail is about (inbound mail for a thank-you, the note for a note)
+	// OutboundID is the outbound message on the ticket that records this
+	// mail (the note itself for a note); 0 for mail queued before
+	// records were kept.
+	OutboundID int64 `json:"-"`
 	Kind      NotificationKind  `json:"kind"`
 	To        string            `json:"to"`
 	MailID    string            `json:"message_id"` // our Message-ID of the outbound mail, "<...>"
