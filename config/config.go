@@ -173,6 +173,11 @@ type Project struct {
 	Templates map[string]Template `yaml:"templates"`
 	// DKIM signs the project's outbound mail when set. Optional.
 	DKIM *DKIM `yaml:"dkim"`
+	// NotifyAgents are addresses told of each new ticket and each
+	// customer's reply (a short mail with the ticket's reference, the
+	// sender, the text and the ticket's API address). They are never
+	// participants and never get customers' mail relayed. Optional.
+	NotifyAgents []string `yaml:"notify_agents"`
 }
 
 // Template is one kind of outbound mail. HTML empty derives the HTML part
@@ -374,6 +379,9 @@ func (c *Config) withDefaults() {
 		p.Key = strings.TrimSpace(p.Key)
 		def(&p.Name, p.Key)
 		p.Address = strings.ToLower(strings.TrimSpace(p.Address))
+		for j, a := range p.NotifyAgents {
+			p.NotifyAgents[j] = strings.ToLower(strings.TrimSpace(a))
+		}
 		def(&p.IMAP.Security, "tls")
 		def(&p.IMAP.Folder, "INBOX")
 		def(&p.IMAP.AfterProcessing, "seen")
@@ -454,6 +462,11 @@ func (c *Config) Validate() error {
 			bad("%s.address %q: used by two projects", at, p.Address)
 		}
 		addrs[p.Address] = true
+		for _, a := range p.NotifyAgents {
+			if pa, err := mail.ParseAddress(a); err != nil || pa.Address != a || a == p.Address {
+				bad("%s.notify_agents %q: want a bare address like agent@example.com, not the desk's", at, a)
+			}
+		}
 		if p.IMAP.Host == "" {
 			bad("%s.imap.host: required", at)
 		}

@@ -96,7 +96,7 @@ func (c *cli) dialer() jobs.Dialer {
 func ingestProjects(desks []jobs.Desk) []ingest.Project {
 	out := make([]ingest.Project, 0, len(desks))
 	for _, d := range desks {
-		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address})
+		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address, NotifyAgents: d.Config.NotifyAgents})
 	}
 	return out
 }
