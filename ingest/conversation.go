@@ -68,10 +68,5 @@ func tellAgents(proj Project, m *Mail) []ticket.Notification {
 
 // isAgent reports whether addr is one of any project's NotifyAgents.
 func (p *Processor) isAgent(addr string) bool {
-	for _, a := range p.agents {
-		if MatchesAddress(addr, a) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.agents, func(a string) bool { return MatchesAddress(addr, a) })
 }
