@@ -109,3 +109,30 @@ func TestProcessTellsAgents(t *testing.T) {
 		wantList(t, "agents told", recipients(d.Notify, ticket.NotifyAgent))
 	})
 }
+
+func TestEnvelopeAutomatic(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		from, subject string
+		automatic     bool
+	}{
+		{"alice@customer.test", "Scans of the contract", false},
+		{"alice@customer.test", "Re: [acme#12] the video", false},
+		{"", "Scans", true},
+		{"noreply@shop.test", "Your invoice", true},
+		{"MAILER-DAEMON@mx.test", "Scans", true},
+		{"alice@customer.test", "Automatic reply: Scans", true},
+		{"alice@customer.test", "Out of Office: back Monday", true},
+		{"postmaster@mx.test", "Undeliverable: Scans", true},
+		{"bob@customer.test", "Delivery Status Notification (Failure)", true},
+		{"bob@customer.test", "Mail delivery failed: returning message to sender", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.from+" "+tt.subject, func(t *testing.T) {
+			t.Parallel()
+			if got := EnvelopeAutomatic(tt.from, tt.subject); (got != "") != tt.automatic {
+				t.Errorf("EnvelopeAutomatic(%q, %q) = %q; want automatic %v", tt.from, tt.subject, got, tt.automatic)
+			}
+		})
+	}
+}

@@ -170,6 +170,12 @@ type Inbound struct {
 	Reason       string    `json:"reason"`
 	Applied      bool      `json:"-"` // after_processing done in the mailbox
 	ProcessedAt  time.Time `json:"processed_at,omitzero"`
+	// Answer is what became of the one answer to the sender of a rejected
+	// (too large) mail: "" (none yet), queued, sent, suppressed or failed
+	// (Delivery* statuses), with AnswerReason and our Message-ID.
+	Answer          string `json:"answer,omitempty"`
+	AnswerReason    string `json:"answer_reason,omitempty"`
+	AnswerMessageID string `json:"answer_message_id,omitempty"`
 }
 
 // NotificationKind is the kind of an outbound mail.

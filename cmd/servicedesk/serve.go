@@ -141,6 +141,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D(), SendBackoff: durations(c.cfg.Worker.NotifyBackoff),
 				IngestOnly: roles["ingest"] && !roles["notify"] && !roles["worker"],
 				NotifyOnly: roles["notify"] && !roles["ingest"] && !roles["worker"]}, c.log)
+		w.HandleRejections(jobs.NewRejectHandler(notify.NewRejecter(deliverer, st, int64(c.cfg.Limits.MaxMessageSize)),
+			notify.Permanent, st, c.log))
 		if err := w.Start(); err != nil {
 			return err
 		}
@@ -149,6 +151,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if roles["scheduler"] {
 		s := jobs.NewScheduler(enq, desks, st, c.cfg.Scheduler.Tick.D(),
 			jobs.OutboxSweep{Every: c.cfg.Scheduler.OutboxSweep.D(), After: c.cfg.Scheduler.OutboxGrace.D()}, c.log)
+		s.AnswerRejections(st)
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(sctx) }()
