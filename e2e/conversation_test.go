@@ -123,9 +123,43 @@ func TestConversation(t *testing.T) {
 			t.Errorf("bob has %d mails, want none: his own reply is never relayed back", n)
 		}
 	})
+
+	// Until the fetch records the envelope of mail too large to download,
+	// the rejected rows are written here with their From, as it will.
+	t.Run("the sender of a too-large mail is answered once, saying the limit", func(t *testing.T) {
+		ps, err := d.st.Projects(t.Context())
+		if err != nil || len(ps) == 0 {
+			t.Fatalf("projects: %v %v", ps, err)
+		}
+		carol := d.customer(t, "carol")
+		reject := func(uid uint32, from, subject string) int64 {
+			id, _, err := d.st.RecordFetched(t.Context(), ticket.Inbound{ProjectID: ps[0].ID, UIDValidity: 4242, UID: uid,
+				Size: 30 << 20, From: from, Subject: subject, MessageID: fmt.Sprintf("<big-%d-%s@customer.test>", uid, randomHex(4)),
+				Outcome: ticket.OutcomeRejected, Reason: "message is 31457280 bytes, larger than the limit of 26214400 bytes"}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		human, auto := reject(1, carol, "Video of the fault"), reject(2, carol, "Automatic reply: Video of the fault")
+		eventually(t, 60*time.Second, "the answers settled", func() (bool, string) {
+			h, _ := d.st.Inbound(t.Context(), human)
+			a, _ := d.st.Inbound(t.Context(), auto)
+			return h.Answer == ticket.DeliverySent && a.Answer == ticket.DeliverySuppressed, fmt.Sprintf("%q / %q", h.Answer, a.Answer)
+		})
+		got := d.mails(t, carol, 1)
+		if n := d.quietCount(t, carol, 5*time.Second); n != 1 {
+			t.Fatalf("carol has %d mails, want the one answer to her human mail", n)
+		}
+		if s := got[0].GetHeader("Subject"); s != "Message too large: Video of the fault" || !strings.Contains(got[0].Text, "at most 25.0 MB") ||
+			got[0].GetHeader("Auto-Submitted") != "auto-replied" {
+			t.Errorf("answer %q (Auto-Submitted %q):\n%s\nwant the limit said, marked automatic", s, got[0].GetHeader("Auto-Submitted"), got[0].Text)
+		}
+	})
 }
 
-// withAgents restarts the desk with notify_agents for project acme.
+// withAgents restarts the desk with notify_agents for project acme, and
+// the outbox sweep (which also answers rejected mail) every 2 seconds.
 func (d *obDesk) withAgents(t *testing.T, agents ...string) {
 	t.Helper()
 	if err := d.proc.stop(t); err != nil {
@@ -141,6 +175,7 @@ func (d *obDesk) withAgents(t *testing.T, agents ...string) {
 		t.Fatal("the harness's config has no smtp line for acme")
 	}
 	patched := string(cfg[:i]) + "    notify_agents: [" + strings.Join(agents, ", ") + "]\n" + string(cfg[i:])
+	patched = strings.Replace(patched, "outbox_sweep: 30s", "outbox_sweep: 2s", 1)
 	if err := os.WriteFile(d.config, []byte(patched), 0o600); err != nil {
 		t.Fatal(err)
 	}
