@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"slices"
 	"time"
 
 	"github.com/servicedesk/servicedesk/ticket"
@@ -134,7 +135,9 @@ func (r *Rejecter) suppression(ctx context.Context, p Project, in ticket.Inbound
 		}
 		return notes + answers, nil
 	}
-	for _, c := range r.d.caps {
+	caps := slices.Clone(r.d.caps)
+	slices.SortFunc(caps, func(a, b Cap) int { return cmp.Compare(a.Window, b.Window) }) // the shortest window names the cap
+	for _, c := range caps {
 		if c.Window <= 0 {
 			continue
 		}
