@@ -145,6 +145,19 @@ func TestConversationMailWithinLimits(t *testing.T) {
 			t.Errorf("agent notice: state %q reason %q; want sent", n.State, b.store.reason(2))
 		}
 	})
+	t.Run("agents' notices never use up the customers' share of the ceiling", func(t *testing.T) {
+		b, _ := conversationSetup(t, func(_ *Project, o *Options) { o.ProjectCeiling = 1 })
+		queue(b, 20, ticket.NotifyAgent, "agent@example.org", testNow)
+		queue(b, 21, ticket.NotifyThankYou, "dave@customer.test", testNow.Add(time.Second))
+		for _, id := range []int64{20, 21} {
+			if err := b.d.Deliver(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			if n := b.store.get(id); n.State != ticket.NotificationSent {
+				t.Errorf("%s: state %q reason %q; want sent", n.Kind, n.State, b.store.reason(id))
+			}
+		}
+	})
 	t.Run("the project's ceiling holds for relays and agents' notices", func(t *testing.T) {
 		b, _ := conversationSetup(t, func(_ *Project, o *Options) { o.ProjectCeiling = 1 })
 		queue(b, 10, ticket.NotifyThankYou, "dave@customer.test", testNow)

@@ -116,10 +116,12 @@ var automaticKinds = []ticket.NotificationKind{
 	ticket.NotifyRelay,
 }
 
-// ceilingKinds are the notifications the project's ceiling counts: the
-// automatic ones and the notices to its agents. Agents' notices are not
-// capped per recipient (an agent of a busy desk gets one per ticket), but
-// a flood of new tickets cannot make the desk mail its agents without end.
+// ceilingKinds are the notifications the project's ceiling counts for a
+// notice to its agents: the automatic ones and the agents' own. Agents'
+// notices are not capped per recipient (an agent of a busy desk gets one
+// per ticket), but a flood of new tickets cannot make the desk mail its
+// agents without end; customers' mail is counted without them, so that
+// the notices never use up the customers' share.
 var ceilingKinds = append(slices.Clone(automaticKinds), ticket.NotifyAgent)
 
 // Cause says why a notification was not mailed; it labels
@@ -189,7 +191,11 @@ func (d *Deliverer) ceilinged(ctx context.Context, p Project, n ticket.Notificat
 		return "", nil
 	}
 	n = queuedAt(n, d.now)
-	before, err := d.store.CountProjectMail(ctx, p.ID, ceilingKinds, n.CreatedAt.Add(-time.Hour), n)
+	kinds := automaticKinds
+	if n.Kind == ticket.NotifyAgent {
+		kinds = ceilingKinds
+	}
+	before, err := d.store.CountProjectMail(ctx, p.ID, kinds, n.CreatedAt.Add(-time.Hour), n)
 	if err != nil {
 		return "", &Error{Step: "check the project's ceiling", Err: fmt.Errorf("count mail of project %s: %w", p.Key, err)}
 	}
