@@ -150,7 +150,7 @@ func (r *Rejecter) suppression(ctx context.Context, p Project, in ticket.Inbound
 		}
 	}
 	if r.d.ceiling > 0 {
-		n, err := count("", ceilingKinds, time.Hour)
+		n, err := count("", automaticKinds, time.Hour)
 		if err != nil {
 			return verdict{}, err
 		}
