@@ -136,8 +136,16 @@ func TestPipeline(t *testing.T) {
 				// arrived, the queue is past the auto-reply too.
 				stack.WaitForMail(t, carol, "pw", 1, 60*time.Second)
 				time.Sleep(2 * time.Second)
-				if got := stack.WaitForMail(t, bob, "pw", 0, time.Second); len(got) != 0 {
-					t.Fatalf("bob got %d mails; an auto-reply must never be answered", len(got))
+				// Bob, in Cc, has alice's reply relayed to him; nothing else.
+				for _, raw := range stack.WaitForMail(t, bob, "pw", 0, time.Second) {
+					m, err := mail.ReadMessage(bytes.NewReader(raw))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if irt := m.Header.Get("In-Reply-To"); irt != "<reply-"+b.name+"@customer.test>" {
+						t.Fatalf("bob got %q (In-Reply-To %s); an auto-reply must never be answered, and only alice's reply relayed",
+							m.Header.Get("Subject"), irt)
+					}
 				}
 			})
 
