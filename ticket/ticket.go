@@ -208,23 +208,23 @@ const (
 // It holds references only; the notify job renders it at send time, with a
 // Message-ID fixed at creation so that a retry is recognisably the same mail.
 type Notification struct {
-	ID        int64             `json:"id"`
-	ProjectID int64             `json:"-"`
-	Project   string            `json:"project"`
-	TicketID  int64             `json:"-"`
-	MessageID int64             `json:"-"` // the ticket message this mail is about (inbound mail for a thank-you, the note for a note)
+	ID        int64  `json:"id"`
+	ProjectID int64  `json:"-"`
+	Project   string `json:"project"`
+	TicketID  int64  `json:"-"`
+	MessageID int64  `json:"-"` // the ticket message this mail is about (inbound mail for a thank-you, the note for a note)
 	// OutboundID is the outbound message on the ticket that records this
 	// mail (the note itself for a note); 0 for mail queued before
 	// records were kept.
-	OutboundID int64 `json:"-"`
-	Kind      NotificationKind  `json:"kind"`
-	To        string            `json:"to"`
-	MailID    string            `json:"message_id"` // our Message-ID of the outbound mail, "<...>"
-	State     NotificationState `json:"state"`
-	Attempts  int               `json:"attempts"`
-	LastError string            `json:"last_error,omitempty"`
-	SentAt    time.Time         `json:"sent_at,omitzero"`
-	CreatedAt time.Time         `json:"created_at"`
+	OutboundID int64             `json:"-"`
+	Kind       NotificationKind  `json:"kind"`
+	To         string            `json:"to"`
+	MailID     string            `json:"message_id"` // our Message-ID of the outbound mail, "<...>"
+	State      NotificationState `json:"state"`
+	Attempts   int               `json:"attempts"`
+	LastError  string            `json:"last_error,omitempty"`
+	SentAt     time.Time         `json:"sent_at,omitzero"`
+	CreatedAt  time.Time         `json:"created_at"`
 }
 
 // DeadLetterKind says what failed for good.
