@@ -224,6 +224,11 @@ type Project struct {
 	// AdditionalText fills GitLab's %{ADDITIONAL_TEXT} in the project's
 	// templates. Optional.
 	AdditionalText string `yaml:"additional_text"`
+	// NotifyAgents are addresses told of each new ticket and each
+	// customer's reply (a short mail with the ticket's reference, the
+	// sender, the text and the ticket's API address). They are never
+	// participants and never get customers' mail relayed. Optional.
+	NotifyAgents []string `yaml:"notify_agents"`
 }
 
 // Template is one kind of outbound mail. HTML empty derives the HTML part
@@ -618,6 +623,9 @@ func (c *Config) withDefaults() {
 		for j, a := range p.Aliases {
 			p.Aliases[j] = strings.ToLower(strings.TrimSpace(a))
 		}
+		for j, a := range p.NotifyAgents {
+			p.NotifyAgents[j] = strings.ToLower(strings.TrimSpace(a))
+		}
 		p.IMAP.withDefaults(p.Address)
 		p.Graph.withDefaults(p.Address)
 		def(&p.SMTP.Security, "starttls")
@@ -821,6 +829,11 @@ func (c *Config) Validate() error {
 			bad("%s.address %q: used by two projects", at, p.Address)
 		}
 		addrs[p.Address] = true
+		for _, a := range p.NotifyAgents {
+			if pa, err := mail.ParseAddress(a); err != nil || pa.Address != a || a == p.Address {
+				bad("%s.notify_agents %q: want a bare address like agent@example.com, not the desk's", at, a)
+			}
+		}
 		switch {
 		case p.Graph.Configured() && p.IMAP.Host != "":
 			bad("%s: imap and graph are both set; a mailbox is one or the other", at)

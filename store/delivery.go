@@ -269,10 +269,16 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 	}
 	domain := notifyDomain(d, desk)
-	for _, n := range d.Notify {
-		if n.MessageID == 0 {
-			n.MessageID = messageID
+	notify := slices.Clone(d.Notify)
+	for i := range notify {
+		if notify[i].MessageID == 0 {
+			notify[i].MessageID = messageID
 		}
+	}
+	if notify, err = recordOutbound(tx, t.ID, desk, t.Subject, notify, now); err != nil {
+		return ticket.Committed{}, err
+	}
+	for _, n := range notify {
 		id, err := queueNotification(tx, d.ProjectID, t.ID, n, domain, now)
 		if err != nil {
 			return ticket.Committed{}, err
@@ -624,7 +630,7 @@ func newNotificationRow(projectID, ticketID int64, n ticket.Notification, domain
 		domain = "localhost"
 	}
 	return notificationRow{
-		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
+		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, OutboundID: n.OutboundID, Kind: string(n.Kind),
 		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 10) + "." + suffix + "@" + domain + ">",
 		State: string(ticket.NotificationPending), CreatedAt: now,
 	}, nil

@@ -28,6 +28,7 @@ var migrations = []migration{
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
 	{8, "UIDs of Microsoft Graph messages", migrateGraph},
 	{9, "unsubscribes", migrateUnsubscribes},
+	{10, "outbound mail recorded on its ticket; answers to rejected mail", migrateConversation},
 	{11, "whole text of trimmed replies", migrateFullText},
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
 }
@@ -45,6 +46,40 @@ func migrateInboundDesk(tx *gorm.DB) error {
 	for _, q := range []string{
 		`UPDATE inbound SET desk_id = project_id WHERE desk_id = 0`,
 		`CREATE INDEX IF NOT EXISTS idx_inbound_desk_received ON inbound (desk_id, received_at DESC, id DESC)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateConversation links each notification to the outbound message
+// that records it on the ticket (notifications.outbound_id), and gives the
+// inbound ledger the state of the answer to a rejected mail's sender.
+func migrateConversation(tx *gorm.DB) error {
+	timestamp := "DATETIME"
+	if tx.Dialector.Name() == dialectPostgres {
+		timestamp = "TIMESTAMPTZ"
+	}
+	columns := []struct{ table, column, ddl string }{
+		{"notifications", "outbound_id", "BIGINT NOT NULL DEFAULT 0"},
+		{"inbound", "answer_state", "VARCHAR(16) NOT NULL DEFAULT ''"},
+		{"inbound", "answer_reason", "TEXT NOT NULL DEFAULT ''"},
+		{"inbound", "answer_mail_id", "TEXT NOT NULL DEFAULT ''"},
+		{"inbound", "answer_queued_at", timestamp},
+	}
+	for _, c := range columns {
+		if tx.Migrator().HasColumn(c.table, c.column) {
+			continue
+		}
+		if err := tx.Exec("ALTER TABLE " + c.table + " ADD COLUMN " + c.column + " " + c.ddl).Error; err != nil {
+			return fmt.Errorf("add %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	for _, q := range []string{
+		`CREATE INDEX IF NOT EXISTS idx_notifications_outbound_id ON notifications (outbound_id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_answer ON inbound (outcome, answer_state)`,
 	} {
 		if err := tx.Exec(q).Error; err != nil {
 			return err

@@ -136,6 +136,9 @@ func loadTicket(db *gorm.DB, where string, args ...any) (ticket.Ticket, error) {
 		i := byID[a.MessageID]
 		t.Messages[i].Attachments = append(t.Messages[i].Attachments, a.toTicket())
 	}
+	if err := loadDeliveries(db, t.ID, t.Messages, byID); err != nil {
+		return ticket.Ticket{}, fmt.Errorf("ticket %s: %w", t.Ref, err)
+	}
 	return t, nil
 }
 
