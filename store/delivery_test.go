@@ -153,9 +153,9 @@ func TestCommitDeliveryReply(t *testing.T) {
 		if w := written(got.Messages); len(w) != 2 || w[1].Text != "Still burning" {
 			t.Fatalf("messages = %+v, want the reply second", got.Messages)
 		}
-		if got.Messages[1].FullText != "Still burning\n\n> Printer on fire" || got.Messages[0].FullText != "" {
+		if w := written(got.Messages); w[1].FullText != "Still burning\n\n> Printer on fire" || w[0].FullText != "" {
 			t.Fatalf("full texts = %q, %q; want the reply's whole text kept beside its new part, none on the first mail",
-				got.Messages[0].FullText, got.Messages[1].FullText)
+				w[0].FullText, w[1].FullText)
 		}
 		if !slices.Contains(got.Participants, "carol@customer.test") || slices.ContainsFunc(got.Participants, func(s string) bool { return strings.Contains(s, "acme.test") }) {
 			t.Fatalf("participants = %v, want carol added and no desk sub-address", got.Participants)
