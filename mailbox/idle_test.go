@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -253,46 +252,27 @@ func (p *proxy) cut() {
 // capabilities, which lack IDLE.
 func noIdleServer(t *testing.T) mailbox.Config {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return scriptedServer(t, func(conn net.Conn) {
+		fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] no idle here\r\n")
+		r := bufio.NewReader(conn)
 		for {
-			conn, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] no idle here\r\n")
-				r := bufio.NewReader(conn)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-					cmd, _, _ := strings.Cut(rest, " ")
-					switch strings.ToUpper(cmd) {
-					case "LOGIN":
-						fmt.Fprintf(conn, "%s OK [CAPABILITY IMAP4rev1] logged in\r\n", tag)
-					case "CAPABILITY":
-						fmt.Fprintf(conn, "* CAPABILITY IMAP4rev1\r\n%s OK done\r\n", tag)
-					case "LOGOUT":
-						fmt.Fprintf(conn, "* BYE bye\r\n%s OK done\r\n", tag)
-						_, _ = io.Copy(io.Discard, r)
-						return
-					default:
-						fmt.Fprintf(conn, "%s BAD unknown\r\n", tag)
-					}
-				}
-			}()
+			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+			cmd, _, _ := strings.Cut(rest, " ")
+			switch strings.ToUpper(cmd) {
+			case "LOGIN":
+				fmt.Fprintf(conn, "%s OK [CAPABILITY IMAP4rev1] logged in\r\n", tag)
+			case "CAPABILITY":
+				fmt.Fprintf(conn, "* CAPABILITY IMAP4rev1\r\n%s OK done\r\n", tag)
+			case "LOGOUT":
+				fmt.Fprintf(conn, "* BYE bye\r\n%s OK done\r\n", tag)
+				return
+			default:
+				fmt.Fprintf(conn, "%s BAD unknown\r\n", tag)
+			}
 		}
-	}()
-	return mailbox.Config{
-		Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Security: mailbox.SecurityNone,
-		Username: "u", Password: "p", DialTimeout: 5 * time.Second, CommandTimeout: 5 * time.Second,
-	}
+	})
 }

@@ -329,6 +329,23 @@ func TestMemServer(t *testing.T) {
 // stuck server or network.
 func hangingServer(t *testing.T) mailbox.Config {
 	t.Helper()
+	return scriptedServer(t, func(conn net.Conn) {
+		fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1] hanging\r\n")
+		r := bufio.NewReader(conn)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		tag, _, _ := strings.Cut(line, " ")
+		fmt.Fprintf(conn, "%s OK logged in\r\n", tag)
+		_, _ = io.Copy(io.Discard, r) // never answer again
+	})
+}
+
+// scriptedServer serves every connection with serve, which speaks as much
+// IMAP as a test needs, and closes it when serve returns.
+func scriptedServer(t *testing.T, serve func(conn net.Conn)) mailbox.Config {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -342,15 +359,7 @@ func hangingServer(t *testing.T) mailbox.Config {
 			}
 			go func() {
 				defer conn.Close()
-				fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1] hanging\r\n")
-				r := bufio.NewReader(conn)
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				tag, _, _ := strings.Cut(line, " ")
-				fmt.Fprintf(conn, "%s OK logged in\r\n", tag)
-				_, _ = io.Copy(io.Discard, r) // never answer again
+				serve(conn)
 			}()
 		}
 	}()
