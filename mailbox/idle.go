@@ -125,7 +125,9 @@ func (w *IdleConn) Wait(ctx context.Context, d time.Duration) (bool, error) {
 	case <-w.exists:
 		newMail = true
 	case <-timer.C:
-	case <-c.ic.Closed(): // the server hung up; DONE below says how
+	case <-c.ic.Closed():
+		_ = cmd.Close()
+		return len(w.exists) > 0, fmt.Errorf("idle: %w: the server closed the connection", errConnection)
 	case <-ctx.Done():
 		answer = min(answer, 2*time.Second) // leaving: be quick about it
 	}
@@ -136,7 +138,7 @@ func (w *IdleConn) Wait(ctx context.Context, d time.Duration) (bool, error) {
 		return cmd.Wait()
 	})
 	if err != nil {
-		return newMail, fmt.Errorf("end IDLE (no answer to DONE within %v?): %w", answer, err)
+		return newMail, fmt.Errorf("end IDLE: %w", err)
 	}
 	return newMail, ctx.Err()
 }

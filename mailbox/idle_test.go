@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/servicedesk/servicedesk/internal/mailstack"
+	"github.com/servicedesk/servicedesk/internal/tcpproxy"
 	"github.com/servicedesk/servicedesk/mailbox"
 )
 
@@ -124,14 +124,14 @@ func TestIdleMemServer(t *testing.T) {
 
 	t.Run("a server that stops answering is noticed within d and the answer timeout", func(t *testing.T) {
 		cfg := memServer(t)
-		p := startProxy(t, cfg)
-		cfg.Port = p.port
+		p := tcpproxy.Start(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+		cfg.Port = p.Port()
 		cfg.CommandTimeout = 2 * time.Second // the answer to DONE is awaited min(this, 15s)
 		w := dialIdle(t, cfg)
 		if newMail, err := w.Wait(t.Context(), 50*time.Millisecond); newMail || err != nil {
 			t.Fatalf("Wait before the freeze = (%v, %v); want (false, nil)", newMail, err)
 		}
-		p.freeze() // the TCP connection stays up; nothing gets through: half-open
+		p.Freeze() // the TCP connection stays up; nothing gets through: half-open
 		r := <-waitAsync(t.Context(), w, 200*time.Millisecond)
 		if r.err == nil || !mailbox.Temporary(r.err) {
 			t.Fatalf("Wait through a frozen connection = (%v, %v); want a temporary error", r.newMail, r.err)
@@ -143,12 +143,12 @@ func TestIdleMemServer(t *testing.T) {
 
 	t.Run("a server closing the connection ends Wait at once with a temporary error", func(t *testing.T) {
 		cfg := memServer(t)
-		p := startProxy(t, cfg)
-		cfg.Port = p.port
+		p := tcpproxy.Start(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+		cfg.Port = p.Port()
 		w := dialIdle(t, cfg)
 		got := waitAsync(t.Context(), w, time.Minute)
 		time.Sleep(200 * time.Millisecond)
-		p.cut()
+		p.Cut()
 		select {
 		case r := <-got:
 			if r.err == nil || !mailbox.Temporary(r.err) {
@@ -177,75 +177,6 @@ func TestIdleDovecot(t *testing.T) {
 		stack.AddUser(t, user, mailstack.Password)
 		return stack.IMAPConfig(user, mailstack.Password)
 	})
-}
-
-// proxy forwards TCP to an IMAP server and can stop forwarding (freeze:
-// the connection stays open, nothing passes, as with a half-open TCP
-// connection) or close every connection (cut).
-type proxy struct {
-	port   int
-	frozen atomic.Bool
-	conns  chan net.Conn
-}
-
-func startProxy(t *testing.T, target mailbox.Config) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("proxy: listen: %v", err)
-	}
-	p := &proxy{port: ln.Addr().(*net.TCPAddr).Port, conns: make(chan net.Conn, 64)}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	addr := net.JoinHostPort(target.Host, fmt.Sprint(target.Port))
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", addr)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.conns <- in
-			p.conns <- out
-			go p.pipe(in, out)
-			go p.pipe(out, in)
-		}
-	}()
-	return p
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.frozen.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if !p.frozen.Load() {
-				dst.Close()
-			}
-			return
-		}
-	}
-}
-
-func (p *proxy) freeze() { p.frozen.Store(true) }
-
-func (p *proxy) cut() {
-	for {
-		select {
-		case c := <-p.conns:
-			c.Close()
-		default:
-			return
-		}
-	}
 }
 
 // noIdleServer speaks just enough IMAP4rev1 to log in and list its
