@@ -82,7 +82,7 @@ type Options struct {
 	// Default to 1s and 5m.
 	MinBackoff, MaxBackoff time.Duration
 	// Coalesce is the shortest time between two fetches one watcher
-	// queues. Defaults to 250ms.
+	// queues. Defaults to 100ms.
 	Coalesce time.Duration
 	// Temporary says whether a dial or IDLE error can heal by itself; a
 	// permanent one waits MaxBackoff before the next try. Defaults to
@@ -104,7 +104,7 @@ func (o *Options) WithDefaults() Options {
 	out.Check = cmp.Or(out.Check, 30*time.Second)
 	out.MinBackoff = cmp.Or(out.MinBackoff, time.Second)
 	out.MaxBackoff = cmp.Or(out.MaxBackoff, 5*time.Minute)
-	out.Coalesce = cmp.Or(out.Coalesce, 250*time.Millisecond)
+	out.Coalesce = cmp.Or(out.Coalesce, 100*time.Millisecond)
 	if out.Temporary == nil {
 		out.Temporary = func(error) bool { return true }
 	}

@@ -133,6 +133,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		defer deliverer.Close()
 		fetcher := jobs.NewFetcher(st, c.dialer(), enq, desks, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
+		fetcher.Again = fetchAgain(rdb, desks)
 		w := jobs.NewWorker(rdb,
 			fetcher,
 			jobs.NewProcessHandler(proc, st, enq, m, c.log),
@@ -153,6 +154,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(sctx) }()
 		stops = append(stops, func(context.Context) { cancel() })
+		stops = append(stops, c.startIdleWatchers(ctx, rdb, enq, desks, reg))
 	}
 	if roles["web"] {
 		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))
