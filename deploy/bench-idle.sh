@@ -14,12 +14,12 @@ log=/tmp/servicedesk-bench-idle.log
 
 echo "== go test -bench IdleLatency ./e2e, -bench SchedulerRound ./watch (log: $log)"
 set +e
-{
+(
   go test -count=1 -run '^$' -bench IdleLatency -benchtime 1x -timeout 20m ./e2e
   e2e=$?
   go test -count=1 -run '^$' -bench SchedulerRound -benchtime 1x -timeout 10m ./watch
   exit $((e2e | $?))
-} >"$log" 2>&1
+) >"$log" 2>&1
 status=$?
 set -e
 
