@@ -163,11 +163,16 @@ func New(rdb redis.UniversalClient, dial Dialer, enq Enqueuer, boxes []Mailbox, 
 // Start starts one goroutine per mailbox; they run until Stop.
 func (w *Watchers) Start(ctx context.Context) {
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	// Spread the first dials (10ms a mailbox, at most TTL/6): a thousand
+	// logins at once can trip a server's rate limits.
+	spread := min(time.Duration(len(w.boxes))*10*time.Millisecond, w.opts.LeaseTTL/6)
 	for _, b := range w.boxes {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			w.run(ctx, b)
+			if sleep(ctx, rand.N(spread+1)) {
+				w.run(ctx, b)
+			}
 		}()
 	}
 }
@@ -195,11 +200,13 @@ var errLeaseLost = errors.New("watcher lease lost")
 func (w *Watchers) run(ctx context.Context, b Mailbox) {
 	l := lease{rdb: w.rdb, key: leaseKey(b.Project), owner: w.opts.Owner, ttl: w.opts.LeaseTTL}
 	log := w.log.With("project", b.Project)
+	redisDown := false // said once per outage, not every look
 	for {
 		ok, err := l.acquire(ctx)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !redisDown {
 			log.Warn("idle watcher: lease unavailable; polling still fetches", "err", err)
 		}
+		redisDown = err != nil
 		if ok {
 			log.Debug("idle watcher: lease acquired")
 			err := w.hold(ctx, l, b, log)
