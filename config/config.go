@@ -281,6 +281,12 @@ type IMAP struct {
 	BatchSize int `yaml:"batch_size"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Idle keeps one IMAP connection per mailbox in IDLE (RFC 2177), held
+	// by one scheduler of all replicas, and queues a fetch within a second
+	// of the server reporting new mail. Polling every PollInterval stays
+	// and remains the guarantee: a watcher that fails costs latency, never
+	// mail. Costs one IMAP connection per mailbox. Defaults to false.
+	Idle bool `yaml:"idle"`
 }
 
 // Graph is a Microsoft 365 mailbox read through Microsoft Graph (v1.0) with

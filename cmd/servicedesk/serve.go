@@ -145,6 +145,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		lc.started("deliverer", func(context.Context) { deliverer.Close() })
 		fetcher := jobs.NewFetcher(st, c.dialer(st), enq, mailboxes, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
+		fetcher.Again = fetchAgain(rdb, mailboxes)
 		w := jobs.NewWorker(rdb,
 			fetcher,
 			jobs.NewProcessHandler(proc, st, enq, m, c.log),
@@ -166,6 +167,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		s.AnswerRejections(st)
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		lc.run("scheduler", func() error { _ = s.Run(sctx); return nil }, func(context.Context) { cancel() })
+		lc.started("idle watchers", c.startIdleWatchers(ctx, rdb, enq, mailboxes, reg))
 	}
 	if roles["web"] {
 		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))
