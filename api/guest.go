@@ -80,9 +80,18 @@ func guestMessage(m ticket.Message) ticket.Message {
 	m.Subject = RedactText(m.Subject)
 	m.Text = RedactText(cutForGuest(m.Text))
 	m.HTML = RedactText(cutForGuest(m.HTML))
+	m.FullText = RedactText(cutForGuest(m.FullText))
 	m.MessageID = RedactText(m.MessageID)
 	m.InReplyTo = RedactText(m.InReplyTo)
 	m.References = redactList(m.References)
+	if m.Delivery != nil {
+		ds := make([]ticket.Recipient, len(m.Delivery))
+		for i, r := range m.Delivery {
+			r.To, r.Reason, r.MessageID = RedactText(r.To), RedactText(r.Reason), RedactText(r.MessageID)
+			ds[i] = r
+		}
+		m.Delivery = ds
+	}
 	if m.Attachments != nil {
 		atts := make([]ticket.Attachment, len(m.Attachments))
 		for i, a := range m.Attachments {

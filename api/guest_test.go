@@ -402,6 +402,7 @@ func TestRedactionCoversEveryField(t *testing.T) {
 	const addr = "zzwalter@customer.test"
 	m := ticket.Message{From: addr, To: []string{addr}, Cc: []string{addr}, Subject: addr, Text: addr, HTML: addr,
 		MessageID: addr, InReplyTo: addr, References: []string{addr},
+		Delivery:    []ticket.Recipient{{To: addr, Status: ticket.DeliveryFailed, Reason: "550 no mailbox " + addr, MessageID: "<sd.1." + addr + ">"}},
 		Attachments: []ticket.Attachment{{Filename: addr, ContentType: addr, ContentID: addr, SHA256: "ab"}}}
 	tk := ticket.Ticket{Subject: addr, Requester: addr, Participants: []string{addr}, Messages: []ticket.Message{m}}
 	g := guestTicket(tk)

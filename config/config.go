@@ -231,6 +231,11 @@ type Project struct {
 	// AdditionalText fills GitLab's %{ADDITIONAL_TEXT} in the project's
 	// templates. Optional.
 	AdditionalText string `yaml:"additional_text"`
+	// NotifyAgents are addresses told of each new ticket and each
+	// customer's reply (a short mail with the ticket's reference, the
+	// sender, the text and the ticket's API address). They are never
+	// participants and never get customers' mail relayed. Optional.
+	NotifyAgents []string `yaml:"notify_agents"`
 }
 
 // Template is one kind of outbound mail. HTML empty derives the HTML part
@@ -286,6 +291,12 @@ type IMAP struct {
 	BatchSize int `yaml:"batch_size"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Idle keeps one IMAP connection per mailbox in IDLE (RFC 2177), held
+	// by one scheduler of all replicas, and queues a fetch within a second
+	// of the server reporting new mail. Polling every PollInterval stays
+	// and remains the guarantee: a watcher that fails costs latency, never
+	// mail. Costs one IMAP connection per mailbox. Defaults to false.
+	Idle bool `yaml:"idle"`
 }
 
 // Graph is a Microsoft 365 mailbox read through Microsoft Graph (v1.0) with
@@ -644,6 +655,9 @@ func (c *Config) withDefaults() {
 		for j, a := range p.Aliases {
 			p.Aliases[j] = strings.ToLower(strings.TrimSpace(a))
 		}
+		for j, a := range p.NotifyAgents {
+			p.NotifyAgents[j] = strings.ToLower(strings.TrimSpace(a))
+		}
 		p.IMAP.withDefaults(p.Address)
 		p.Graph.withDefaults(p.Address)
 		def(&p.SMTP.Security, "starttls")
@@ -855,6 +869,11 @@ func (c *Config) Validate() error {
 			bad("%s.address %q: used by two projects", at, p.Address)
 		}
 		addrs[p.Address] = true
+		for _, a := range p.NotifyAgents {
+			if pa, err := mail.ParseAddress(a); err != nil || pa.Address != a || a == p.Address {
+				bad("%s.notify_agents %q: want a bare address like agent@example.com, not the desk's", at, a)
+			}
+		}
 		switch {
 		case p.Graph.Configured() && p.IMAP.Host != "":
 			bad("%s: imap and graph are both set; a mailbox is one or the other", at)

@@ -240,3 +240,24 @@ func TestTokenLength(t *testing.T) {
 		})
 	}
 }
+
+func TestNotifyAgents(t *testing.T) {
+	t.Parallel()
+	t.Run("addresses are kept lower-cased", func(t *testing.T) {
+		c, err := Parse([]byte(minimal+"    notify_agents: [Agent@Example.org, lead@example.org]\n"), nil)
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		if got := c.Projects[0].NotifyAgents; len(got) != 2 || got[0] != "agent@example.org" || got[1] != "lead@example.org" {
+			t.Fatalf("notify_agents = %q; want both, lower-cased", got)
+		}
+	})
+	for name, bad := range map[string]string{"not an address": "Agent Smith", "the desk itself": "support@example.test"} {
+		t.Run("refused: "+name, func(t *testing.T) {
+			_, err := Parse([]byte(minimal+"    notify_agents: ['"+bad+"']\n"), nil)
+			if err == nil || !strings.Contains(err.Error(), "notify_agents") {
+				t.Fatalf("Parse error = %v; want it to name notify_agents", err)
+			}
+		})
+	}
+}

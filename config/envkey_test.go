@@ -101,7 +101,7 @@ func valueFor(name string) string {
 	case hasSuffix(name, "_PORT"), hasSuffix(name, "_CONCURRENCY"), hasSuffix(name, "_RETRIES"),
 		hasSuffix(name, "_PER_HOUR"):
 		return "7"
-	case hasSuffix(name, "_INSECURE_SKIP_VERIFY"):
+	case hasSuffix(name, "_INSECURE_SKIP_VERIFY"), hasSuffix(name, "_IMAP_IDLE"):
 		return "true"
 	}
 	return "x"

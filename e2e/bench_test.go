@@ -372,13 +372,28 @@ type latencies struct{ p50, p99, max time.Duration }
 // database, delivers benchLatencyMsgs messages over LMTP at benchLatencyRate
 // per second and measures each one's delivery -> ledger processed_at.
 func arrivalLatency(tb testing.TB, stack *mailstack.Stack, be benchBackend) latencies {
+	return measureLatency(tb, stack, be, latencyRun{name: be.name, poll: benchLatencyPoll})
+}
+
+// latencyRun is the mailbox configuration a latency run measures.
+type latencyRun struct {
+	name string // names the mailbox and the messages
+	poll string // imap.poll_interval
+	idle bool   // imap.idle
+}
+
+// measureLatency is arrivalLatency for the mailbox configuration run.
+func measureLatency(tb testing.TB, stack *mailstack.Stack, be benchBackend, run latencyRun) latencies {
 	tb.Helper()
 	ctx := context.Background()
-	deskAddr := "latency-" + be.name + "@example.test"
+	deskAddr := "latency-" + run.name + "@example.test"
 	stack.AddUser(tb, deskAddr, deskPass)
 	dbURL := be.url(tb)
 	benchRedis(tb)
-	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchLatencyPoll)
+	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, run.poll)
+	if run.idle {
+		setIdle(tb, cfg)
+	}
 	st := openBenchStore(tb, dbURL)
 	p := startServe(tb, cfg, "--roles", "scheduler,ingest")
 	var projectID int64
@@ -390,7 +405,7 @@ func arrivalLatency(tb testing.TB, stack *mailstack.Stack, be benchBackend) late
 	// Let the first fetch (of an empty mailbox) pass: steady state.
 	time.Sleep(time.Second)
 
-	mails := benchCorpus(benchLatencyMsgs, deskAddr, "latency-"+be.name)
+	mails := benchCorpus(benchLatencyMsgs, deskAddr, "latency-"+run.name)
 	delivered := make(map[string]time.Time, len(mails))
 	tick := time.NewTicker(time.Second / benchLatencyRate)
 	for _, m := range mails {

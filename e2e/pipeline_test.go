@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,13 +88,26 @@ func TestPipeline(t *testing.T) {
 					body: "It is out now.\n\n> Help", messageID: "<reply-" + b.name + "@customer.test>",
 					inReplyTo: thanks.Header.Get("Message-Id"), references: first.messageID + " " + thanks.Header.Get("Message-Id")}
 				stack.SendSMTP(t, alice, []string{deskAddr}, reply.raw())
+				var tk ticket.Ticket
 				eventually(t, 60*time.Second, "reply on acme#1", func() (bool, string) {
-					var tk ticket.Ticket
 					if err := env.api("/api/v1/projects/acme/tickets/1", &tk); err != nil {
 						return false, err.Error()
 					}
-					return len(tk.Messages) >= 2, fmt.Sprintf("%d messages", len(tk.Messages))
+					// The ticket also holds our thank-you: wait for the reply itself.
+					for _, m := range tk.Messages {
+						if m.MessageID == reply.messageID {
+							return true, ""
+						}
+					}
+					return false, fmt.Sprintf("%d messages, none the reply", len(tk.Messages))
 				})
+				i := slices.IndexFunc(tk.Messages, func(m ticket.Message) bool { return m.MessageID == reply.messageID })
+				if i < 0 {
+					t.Fatalf("no message %s on acme#1", reply.messageID)
+				}
+				if m := tk.Messages[i]; strings.TrimSpace(m.Text) != "It is out now." || !strings.Contains(m.FullText, "> Help") {
+					t.Errorf("reply stored with text %q, full_text %q; want the new part in text and the quote kept in full_text", m.Text, m.FullText)
+				}
 				if ts := tickets(t, st); len(ts) != 1 {
 					t.Fatalf("a reply opened a new ticket: %d tickets", len(ts))
 				}
@@ -130,8 +144,16 @@ func TestPipeline(t *testing.T) {
 				// arrived, the queue is past the auto-reply too.
 				stack.WaitForMail(t, carol, "pw", 1, 60*time.Second)
 				time.Sleep(2 * time.Second)
-				if got := stack.WaitForMail(t, bob, "pw", 0, time.Second); len(got) != 0 {
-					t.Fatalf("bob got %d mails; an auto-reply must never be answered", len(got))
+				// Bob, in Cc, has alice's reply relayed to him; nothing else.
+				for _, raw := range stack.WaitForMail(t, bob, "pw", 0, time.Second) {
+					m, err := mail.ReadMessage(bytes.NewReader(raw))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if irt := m.Header.Get("In-Reply-To"); irt != "<reply-"+b.name+"@customer.test>" {
+						t.Fatalf("bob got %q (In-Reply-To %s); an auto-reply must never be answered, and only alice's reply relayed",
+							m.Header.Get("Subject"), irt)
+					}
 				}
 			})
 

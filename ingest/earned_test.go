@@ -107,10 +107,7 @@ func TestParticipantsAreBounded(t *testing.T) {
 		_, d := b.process(t, []byte(raw))
 		wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeReplyAdded)
 		wantEqual(t, "participants added", len(d.Participants), MaxNewParticipants)
-		wantEqual(t, "notices", len(d.Notify), MaxNewParticipants)
-		for _, n := range d.Notify {
-			wantEqual(t, "notice kind", n.Kind, ticket.NotifyNewParticipant)
-		}
+		wantEqual(t, "notices", len(recipients(d.Notify, ticket.NotifyNewParticipant)), MaxNewParticipants)
 		wantContains(t, "Reason", d.Reason, "participants: added 5 of ")
 	})
 
@@ -127,7 +124,7 @@ func TestParticipantsAreBounded(t *testing.T) {
 		_, d := b.process(t, []byte(raw))
 		wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeReplyAdded)
 		wantEqual(t, "participants added", len(d.Participants), 0)
-		wantEqual(t, "notices", len(d.Notify), 0)
+		wantEqual(t, "notices", len(recipients(d.Notify, ticket.NotifyNewParticipant)), 0)
 		wantContains(t, "Reason", d.Reason, "added 0 of 3")
 	})
 
@@ -170,7 +167,7 @@ func TestOnlyTrustedRepliesAddPeople(t *testing.T) {
 			_, d := b.process(t, []byte(raw))
 			wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeReplyAdded)
 			wantEqual(t, "participants added", len(d.Participants), tt.wantAdded)
-			wantEqual(t, "notices", len(d.Notify), tt.wantAdded)
+			wantEqual(t, "notices", len(recipients(d.Notify, ticket.NotifyNewParticipant)), tt.wantAdded)
 			wantContains(t, "Reason", d.Reason, tt.wantReason)
 			if tt.wantAdded > 0 {
 				wantEqual(t, "MaxParticipants for the store", d.MaxParticipants, MaxParticipants)

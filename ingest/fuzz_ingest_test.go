@@ -90,7 +90,7 @@ func wantBoundedTree(t *testing.T, raw []byte, lim Limits) {
 	if err != nil {
 		return
 	}
-	env, err := readEnvelope(newEnmimeParser(), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
+	env, err := readEnvelope(newEnmimeParser(true), io.MultiReader(bytes.NewReader(h.block), bytes.NewReader(body)))
 	if err != nil || env.Root == nil {
 		return
 	}

@@ -200,6 +200,15 @@ func hostileCorpus() []hostileMessage {
 			"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n")
 		b.WriteString(strings.Repeat("<p>", (24<<20)/3))
 	})
+	// 24 MB of ISO-8859-1 text declared UTF-8: the charset does not
+	// hold, so the body is read twice (the second time with detection).
+	add("mislabeled-charset-24MB", func(b *bytes.Buffer) {
+		b.WriteString(hostileHead + "Subject: mislabeled\r\nMessage-ID: <mislabeled@evil.test>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+		for b.Len() < 24<<20 {
+			b.WriteString("Gr\xfc\xdfe aus M\xfcnchen, die Lieferung ist \xfcberf\xe4llig.\r\n")
+		}
+	})
 	// Within the limits: a 20 MB HTML table, a report mailed as HTML only.
 	add("html-table-20MB", func(b *bytes.Buffer) {
 		b.WriteString(hostileHead + "Subject: report\r\nMessage-ID: <table@evil.test>\r\n" +

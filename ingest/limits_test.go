@@ -95,6 +95,9 @@ var hostileWants = map[string]hostileWant{
 			t.Errorf("Text is %d bytes, want the text of the first MiB of HTML", len(m.Text))
 		}
 	}},
+	"mislabeled-charset-24MB": {check: func(t *testing.T, m *Mail) {
+		wantContains(t, "Text (read again with detection, then as Windows-1252)", m.Text, "Grüße aus München")
+	}},
 }
 
 // untimed are the default limits with a deadline no test machine reaches:

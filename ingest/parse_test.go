@@ -194,6 +194,37 @@ func TestParseSpec(t *testing.T) {
 				t.Errorf("Attachments = %+v, want log.txt kept from the unterminated multipart", m.Attachments)
 			}
 		}},
+		{"utf7-encoded-word.eml", func(t *testing.T, m *Mail) {
+			wantEqual(t, "Subject (UTF-7 encoded words, old Outlook)", m.Subject, "Grüße aus München")
+		}},
+		{"attachment-only-image.eml", func(t *testing.T, m *Mail) {
+			wantEqual(t, "Text of a mail that is one attachment", m.Text, "")
+			wantList(t, "Attachments (the single part itself)", attachmentNames(m), "scan.png")
+		}},
+		{"attachment-only-csv.eml", func(t *testing.T, m *Mail) {
+			wantEqual(t, "Subject (UTF-7, base64)", m.Subject, "Printer log ä")
+			wantEqual(t, "Text of a mail that is one text attachment", m.Text, "")
+			wantList(t, "Attachments (the single part itself)", attachmentNames(m), "pages.csv")
+		}},
+		{"malformed-disposition.eml", func(t *testing.T, m *Mail) {
+			wantList(t, "Attachments (filename on an unindented line; unquoted with a space)", attachmentNames(m),
+				"invoice 2023-01.pdf", "credit note.pdf")
+		}},
+		{"malformed-dispositions.eml", func(t *testing.T, m *Mail) {
+			wantList(t, "Attachments (every malformed Content-Disposition names its file)", attachmentNames(m),
+				"a1.pdf", "a2.pdf", "a3.pdf", "a4.pdf", "a5.pdf", "a6 report.pdf", "a7.pdf", "a8.pdf", "a9.pdf", "a10.pdf", "a11.pdf")
+		}},
+		{"pgp-signed.eml", func(t *testing.T, m *Mail) {
+			wantEqual(t, "Text (the signed part)", strings.TrimSpace(m.Text), "Please reset my password.")
+			wantList(t, "Attachments (the OpenPGP signature kept)", attachmentNames(m), "signature.asc")
+		}},
+		{"smime-signed.eml", func(t *testing.T, m *Mail) {
+			wantList(t, "Attachments (the S/MIME signature kept)", attachmentNames(m), "smime.p7s")
+		}},
+		{"alternative-non-text.eml", func(t *testing.T, m *Mail) {
+			wantEqual(t, "Text (the text/plain alternative)", strings.TrimSpace(m.Text), "Let us meet on Monday.")
+			wantList(t, "Attachments (non-text alternatives kept)", attachmentNames(m), "part-3.ics", "part-4.png")
+		}},
 		{"no-message-id.eml", func(t *testing.T, m *Mail) {
 			wantEqual(t, "MessageID", m.MessageID, "")
 			wantEqual(t, "From", m.From, "kim@old-mailer.test")
@@ -314,4 +345,12 @@ func wantList(t *testing.T, what string, got []string, want ...string) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") || len(got) != len(want) {
 		t.Errorf("%s = %q, want %q", what, got, want)
 	}
+}
+
+func attachmentNames(m *Mail) []string {
+	var names []string
+	for _, a := range m.Attachments {
+		names = append(names, a.Filename)
+	}
+	return names
 }

@@ -43,6 +43,9 @@ type Project struct {
 	Key     string
 	Address string
 	Aliases []string
+	// NotifyAgents are told of each new ticket and each customer's reply
+	// (ticket.NotifyAgent). They are never participants.
+	NotifyAgents []string
 }
 
 // Options tunes a Processor; nil means defaults.
@@ -117,6 +120,7 @@ type Processor struct {
 	keys     *ticket.ReplyKeys
 	projects []Project
 	own      []string
+	agents   []string // every project's NotifyAgents: never participants
 	log      *slog.Logger
 	maxSize  int64
 	now      func() time.Time
@@ -159,6 +163,7 @@ func NewProcessor(st Store, keys *ticket.ReplyKeys, projects []Project, opts *Op
 				p.own = append(p.own, a)
 			}
 		}
+		p.agents = append(p.agents, pr.NotifyAgents...)
 	}
 	if in := opts.Intake; in != nil {
 		p.intake = &Intake{ID: in.ID, Address: in.Address}
@@ -410,6 +415,7 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 	}
 	d.TicketID = th.ticketID
 	msg.TicketID = th.ticketID
+	msg.Text, msg.FullText = replyText(m, th.ticketID != 0)
 
 	switch class {
 	case ClassBounce:
@@ -439,11 +445,13 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 				if len(m.Cc) > 0 {
 					d.Reason += "; Cc not added: only a reply through a reply key or a Message-ID of ours adds participants"
 				}
-				break
-			}
-			if err := p.addCcParticipants(ctx, &d, m); err != nil {
+			} else if err := p.addCcParticipants(ctx, &d, m); err != nil {
 				return ticket.Delivery{}, err
 			}
+			if err := p.relay(ctx, &d, m); err != nil {
+				return ticket.Delivery{}, err
+			}
+			d.Notify = append(d.Notify, tellAgents(proj, m)...)
 			break
 		}
 		d.Outcome = ticket.OutcomeTicketCreated
@@ -478,6 +486,7 @@ func (p *Processor) decide(ctx context.Context, in ticket.Inbound, proj Project,
 		default:
 			d.Notify = []ticket.Notification{{Kind: ticket.NotifyThankYou, To: requester}}
 		}
+		d.Notify = append(d.Notify, tellAgents(proj, m)...)
 	}
 	return d, nil
 }
@@ -563,7 +572,7 @@ func (p *Processor) participants(addrs []string, exclude string) []string {
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		key := strings.ToLower(a)
-		if a == "" || seen[key] || strings.EqualFold(a, exclude) || p.isDesk(a) || NoReply(a) {
+		if a == "" || seen[key] || strings.EqualFold(a, exclude) || p.isDesk(a) || p.isAgent(a) || NoReply(a) {
 			continue
 		}
 		seen[key] = true

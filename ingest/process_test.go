@@ -333,9 +333,8 @@ func TestProcessThreading(t *testing.T) {
 			wantEqual(t, "Delivery.TicketID", d.TicketID, tt.wantTicket)
 			wantEqual(t, "Message.TicketID", d.Message.TicketID, tt.wantTicket)
 			wantEqual(t, "Reopen", d.Reopen, true)
-			wantEqual(t, "one notice, to the newcomer; no thank-you on a reply", len(d.Notify), 1)
-			wantEqual(t, "notice kind", d.Notify[0].Kind, ticket.NotifyNewParticipant)
-			wantEqual(t, "notice recipient", d.Notify[0].To, "dave@customer.test")
+			wantList(t, "no thank-you on a reply; a notice to the newcomer", recipients(d.Notify, ticket.NotifyThankYou))
+			wantList(t, "notice recipients", recipients(d.Notify, ticket.NotifyNewParticipant), "dave@customer.test")
 			wantEqual(t, "no NewTicket on a reply", d.NewTicket == nil, true)
 			wantList(t, "Participants (Cc minus desk and those already on the ticket)", d.Participants, "dave@customer.test")
 		})
@@ -350,9 +349,8 @@ func TestProcessReplyTellsNewParticipants(t *testing.T) {
 		"In-Reply-To: <thank-you-12@acme.test>\nSubject: RE: [acme#12] printer\nMessage-ID: <cc-carol@customer.test>\n\nAdding Carol.\n"
 	_, d := b.process(t, []byte(raw))
 	wantEqual(t, "Outcome", d.Outcome, ticket.OutcomeReplyAdded)
-	wantEqual(t, "notifications", len(d.Notify), 1)
-	wantEqual(t, "kind", d.Notify[0].Kind, ticket.NotifyNewParticipant)
-	wantEqual(t, "only the newcomer, never a no-reply or known address", d.Notify[0].To, "carol@customer.test")
+	wantList(t, "notices only to the newcomer, never a no-reply or known address",
+		recipients(d.Notify, ticket.NotifyNewParticipant), "carol@customer.test")
 }
 
 func TestProcessAutomaticMail(t *testing.T) {

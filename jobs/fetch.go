@@ -76,6 +76,11 @@ type Fetcher struct {
 	// Handoff, when set, receives the mail just stored, for the process
 	// jobs of this process.
 	Handoff *Handoff
+	// Again, when set, makes a fetch that finds its mailbox busy leave a
+	// mark, and the busy one queue one more fetch when it is done (IMAP
+	// IDLE asks for fetches at any moment). Nil: a busy mailbox is
+	// skipped until the next poll.
+	Again FetchAgain
 }
 
 // NewFetcher wires a fetcher. maxSize is limits.max_message_size.
@@ -128,13 +133,9 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	// overlapping fetch tasks (a scheduled slot and a backlog follow-up)
 	// run the same mailbox at once, downloading the same batch twice.
 	owner := f.owner + ":" + strconv.FormatInt(f.runs.Add(1), 10)
-	state, ok, err := f.store.AcquireMailbox(ctx, d.ID, owner, f.LeaseTTL)
-	if err != nil {
-		return "", fmt.Errorf("acquire mailbox lease: %w", err)
-	}
-	if !ok {
-		taskLog(ctx, f.log).Debug("mailbox busy, skipping", "project", d.Config.Key)
-		return "", nil
+	state, ok, err := f.acquire(ctx, d, owner)
+	if err != nil || !ok {
+		return "", err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -143,6 +144,7 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 		if err := f.store.ReleaseMailbox(context.WithoutCancel(ctx), d.ID, owner); err != nil {
 			taskLog(ctx, f.log).Warn("release mailbox lease", "project", d.Config.Key, "err", err)
 		}
+		f.again(context.WithoutCancel(ctx), d)
 	}()
 
 	c, err := f.dial(ctx, d.Config)
@@ -262,6 +264,42 @@ func (f *Fetcher) Run(ctx context.Context, d Desk) (more string, err error) {
 	}
 	f.metrics.fetchSucceeded(d.Config.Key, f.now())
 	return more, nil
+}
+
+// acquire takes the mailbox's lease. When another fetch holds it, the
+// Again mark is set and the lease tried once more: either this fetch runs
+// after all, or the holder (the one now, which releases after the mark
+// was set) takes the mark when it is done.
+func (f *Fetcher) acquire(ctx context.Context, d Desk, owner string) (store.MailboxState, bool, error) {
+	state, ok, err := f.store.AcquireMailbox(ctx, d.ID, owner, f.LeaseTTL)
+	if err == nil && !ok && f.Again != nil {
+		if err := f.Again.Mark(ctx, d.Config.Key); err != nil {
+			return state, false, err
+		}
+		state, ok, err = f.store.AcquireMailbox(ctx, d.ID, owner, f.LeaseTTL)
+	}
+	if err != nil {
+		return state, false, fmt.Errorf("acquire mailbox lease: %w", err)
+	}
+	if !ok {
+		taskLog(ctx, f.log).Debug("mailbox busy, skipping", "project", d.Config.Key)
+	}
+	return state, ok, nil
+}
+
+// again queues one more fetch when one was asked for while this one ran.
+// A failure costs latency, not mail: the next poll fetches.
+func (f *Fetcher) again(ctx context.Context, d Desk) {
+	if f.Again == nil {
+		return
+	}
+	taken, err := f.Again.Take(ctx, d.Config.Key)
+	if err == nil && taken {
+		_, err = f.enqueue.Fetch(ctx, d.Config.Key, "again:"+strconv.FormatInt(f.now().UnixNano(), 10), d.Config.IMAP.PollInterval.D())
+	}
+	if err != nil {
+		taskLog(ctx, f.log).Warn("queue the fetch asked for while this one ran; the next poll fetches", "project", d.Config.Key, "err", err)
+	}
 }
 
 func tooLarge(size, limit int64) string {

@@ -26,6 +26,8 @@ type Scheduler struct {
 	sweep   OutboxSweep
 	log     *slog.Logger
 	now     func() time.Time
+
+	rejections RejectionStore // nil: rejected mail is not answered
 }
 
 // NewScheduler wires a scheduler. tick is how often it looks (scheduler.tick).
@@ -69,6 +71,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if now.Sub(lastSweep) >= s.sweep.Every {
 			lastSweep = now
 			s.sweepOutbox(ctx, now)
+			s.sweepRejections(ctx, now)
 		}
 		select {
 		case <-ctx.Done():

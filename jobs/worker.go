@@ -56,7 +56,7 @@ func NewWorker(rdb redis.UniversalClient, fetch *Fetcher, proc *ProcessHandler, 
 		o.ProcessBackoff = 5 * time.Second
 	}
 	delay := func(n int, _ error, t *asynq.Task) time.Duration {
-		if t.Type() == TypeSend {
+		if t.Type() == TypeSend || t.Type() == TypeReject {
 			return o.SendBackoff[min(n, len(o.SendBackoff)-1)]
 		}
 		d := time.Duration(float64(o.ProcessBackoff) * math.Pow(2, float64(min(n, 20))))

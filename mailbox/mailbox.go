@@ -81,6 +81,10 @@ type Config struct {
 	// it as it refuses one whose announced size is too large. Defaults to
 	// 0: no cap.
 	MaxMessageSize int64
+
+	// unilateral receives what the server reports unasked (EXISTS during
+	// IDLE); set by DialIdle only.
+	unilateral *imapclient.UnilateralDataHandler
 }
 
 // WithDefaults returns a copy of cfg with the documented defaults filled in.
@@ -174,7 +178,7 @@ func Dial(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error)
 	}
 	err = c.run(ctx, cfg.DialTimeout, func() error {
 		conn := net.Conn(noDeadlineConn{raw})
-		opts := &imapclient.Options{TLSConfig: tlsConfig}
+		opts := &imapclient.Options{TLSConfig: tlsConfig, UnilateralDataHandler: cfg.unilateral}
 		switch cfg.Security {
 		case SecurityTLS:
 			tc := tls.Client(raw, tlsConfig)

@@ -16,9 +16,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
+	"github.com/servicedesk/servicedesk/internal/imaptest"
 	"github.com/servicedesk/servicedesk/internal/mailstack"
 	"github.com/servicedesk/servicedesk/mailbox"
 )
@@ -28,38 +27,7 @@ import (
 type newConfigFunc func(t *testing.T) mailbox.Config
 
 // memServer starts an in-process imapmemserver with one user.
-func memServer(t *testing.T) mailbox.Config {
-	t.Helper()
-	mem := imapmemserver.New()
-	user := imapmemserver.NewUser("user@example.test", "pass")
-	if err := user.Create("INBOX", nil); err != nil {
-		t.Fatalf("create INBOX: %v", err)
-	}
-	mem.AddUser(user)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		Logger:       discardLogger{},
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return mailbox.Config{
-		Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Security: mailbox.SecurityNone,
-		Username: "user@example.test", Password: "pass",
-		DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
-	}
-}
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...any) {}
+func memServer(t *testing.T) mailbox.Config { return imaptest.MemServer(t) }
 
 func dial(t *testing.T, cfg mailbox.Config) *mailbox.Client {
 	t.Helper()
@@ -329,6 +297,23 @@ func TestMemServer(t *testing.T) {
 // stuck server or network.
 func hangingServer(t *testing.T) mailbox.Config {
 	t.Helper()
+	return scriptedServer(t, func(conn net.Conn) {
+		fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1] hanging\r\n")
+		r := bufio.NewReader(conn)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		tag, _, _ := strings.Cut(line, " ")
+		fmt.Fprintf(conn, "%s OK logged in\r\n", tag)
+		_, _ = io.Copy(io.Discard, r) // never answer again
+	})
+}
+
+// scriptedServer serves every connection with serve, which speaks as much
+// IMAP as a test needs, and closes it when serve returns.
+func scriptedServer(t *testing.T, serve func(conn net.Conn)) mailbox.Config {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -342,15 +327,7 @@ func hangingServer(t *testing.T) mailbox.Config {
 			}
 			go func() {
 				defer conn.Close()
-				fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1] hanging\r\n")
-				r := bufio.NewReader(conn)
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				tag, _, _ := strings.Cut(line, " ")
-				fmt.Fprintf(conn, "%s OK logged in\r\n", tag)
-				_, _ = io.Copy(io.Discard, r) // never answer again
+				serve(conn)
 			}()
 		}
 	}()

@@ -107,11 +107,22 @@ func DefaultCaps() []Cap {
 	}
 }
 
-// automaticKinds are the notifications no person wrote: they are capped
-// per recipient. A note is an agent's reply and is never capped.
+// automaticKinds are the notifications no agent wrote: they are capped
+// per recipient. A note is an agent's reply and is never capped. A relayed
+// reply is a customer's words, mailed on by the desk on its own: capped,
+// so that two auto-responders on one ticket cannot relay each other.
 var automaticKinds = []ticket.NotificationKind{
 	ticket.NotifyThankYou, ticket.NotifyClosed, ticket.NotifyReopened, ticket.NotifyNewParticipant,
+	ticket.NotifyRelay,
 }
+
+// ceilingKinds are the notifications the project's ceiling counts for a
+// notice to its agents: the automatic ones and the agents' own. Agents'
+// notices are not capped per recipient (an agent of a busy desk gets one
+// per ticket), but a flood of new tickets cannot make the desk mail its
+// agents without end; customers' mail is counted without them, so that
+// the notices never use up the customers' share.
+var ceilingKinds = append(slices.Clone(automaticKinds), ticket.NotifyAgent)
 
 // Cause says why a notification was not mailed; it labels
 // servicedesk_notifications_suppressed_total.
@@ -151,6 +162,10 @@ func (d *Deliverer) suppression(ctx context.Context, p Project, n ticket.Notific
 	if slices.Contains(bouncing, to) {
 		return verdict{CauseBouncing, fmt.Sprintf("recipient %s bounces on this ticket", to)}, nil
 	}
+	if n.Kind == ticket.NotifyAgent {
+		reason, err := d.ceilinged(ctx, p, n)
+		return verdict{CauseProjectCeiling, reason}, err
+	}
 	if !slices.Contains(automaticKinds, n.Kind) {
 		return verdict{}, nil
 	}
@@ -176,7 +191,11 @@ func (d *Deliverer) ceilinged(ctx context.Context, p Project, n ticket.Notificat
 		return "", nil
 	}
 	n = queuedAt(n, d.now)
-	before, err := d.store.CountProjectMail(ctx, p.ID, automaticKinds, n.CreatedAt.Add(-time.Hour), n)
+	kinds := automaticKinds
+	if n.Kind == ticket.NotifyAgent {
+		kinds = ceilingKinds
+	}
+	before, err := d.store.CountProjectMail(ctx, p.ID, kinds, n.CreatedAt.Add(-time.Hour), n)
 	if err != nil {
 		return "", &Error{Step: "check the project's ceiling", Err: fmt.Errorf("count mail of project %s: %w", p.Key, err)}
 	}

@@ -35,8 +35,13 @@
 // in the store and without an error, when its recipient is Unmailable (a
 // no-reply, system or bounce address, or any project's desk address), when
 // the recipient bounces on the ticket, and when automatic mail (thank_you,
-// closed, reopened, new_participant; never an agent's note) to the
-// recipient within the project has reached a Cap. DefaultCaps: at most 3
+// closed, reopened, new_participant, relay; never an agent's note) to the
+// recipient within the project has reached a Cap. Notices to agents
+// (agent_notice) are not capped per recipient; the project's hourly
+// ceiling counts them with the automatic mail.
+//
+// The subject and text of each mail, as first rendered, are kept on the
+// ticket message that records it when the Store is a TextRecorder. DefaultCaps: at most 3
 // in 10 minutes, 10 in an hour, 30 in a day, counting every automatic
 // notification queued for the recipient, suppressed ones included, so an
 // auto-responder that answers each mail gets 3 and the loop stays cut
@@ -288,6 +293,7 @@ func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed
 	if err != nil {
 		return verdict{}, &Error{Step: "render", Permanent: true, Err: err}
 	}
+	d.recordText(ctx, n, out)
 	files, err := d.attachments(ctx, p, t, n, out)
 	if err != nil {
 		return verdict{}, err
@@ -309,6 +315,25 @@ func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed
 		return verdict{}, err
 	}
 	return verdict{}, c.send(ctx, m)
+}
+
+// TextRecorder keeps the text of an outbound mail on the ticket message
+// that records it (store.RecordOutboundText): what the customer was told.
+// A Store that implements it gets the text of each mail as first rendered.
+type TextRecorder interface {
+	RecordOutboundText(ctx context.Context, messageID int64, subject, text string) error
+}
+
+// recordText keeps the rendered subject and text of n on its record. A
+// failure is logged, never fatal: the mail matters more than its copy.
+func (d *Deliverer) recordText(ctx context.Context, n ticket.Notification, out *outgoing) {
+	r, ok := d.store.(TextRecorder)
+	if !ok || n.OutboundID == 0 {
+		return
+	}
+	if err := r.RecordOutboundText(ctx, n.OutboundID, out.Subject, out.Text); err != nil {
+		d.log.Warn("keep the text of outbound mail on its ticket", "notification", n.ID, "err", err)
+	}
 }
 
 func (d *Deliverer) project(n ticket.Notification) (Project, bool) {

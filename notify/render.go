@@ -132,6 +132,10 @@ func kindSpecFor(k ticket.NotificationKind) (kindSpec, bool) {
 		return kindSpec{autoSubmitted: "auto-generated", bulk: true, tmpl: Template{Text: closedText}}, true
 	case ticket.NotifyReopened:
 		return kindSpec{autoSubmitted: "auto-generated", bulk: true, tmpl: Template{Text: reopenedText}}, true
+	case ticket.NotifyRelay:
+		return kindSpec{autoSubmitted: "auto-generated", needsMessage: true, tmpl: Template{Text: relayText}}, true
+	case ticket.NotifyAgent:
+		return kindSpec{autoSubmitted: "auto-generated", needsMessage: true, tmpl: Template{Text: agentText}}, true
 	}
 	return kindSpec{}, false
 }
@@ -186,20 +190,46 @@ your request %{TICKET_REF} has been reopened. We will get back to you as soon as
 %{PROJECT_NAME}
 `
 
+// relayText passes a customer's reply on to the other participants; its
+// NOTE_TEXT is the reply, after a line naming its sender (relayNote).
+const relayText = `%{NOTE_TEXT}
+
+-- 
+%{PROJECT_NAME} · %{TICKET_REF}
+To answer, simply reply to this email.
+%{TICKET_URL}
+`
+
+// agentText tells an agent of a new ticket or a customer's reply; its
+// NOTE_TEXT says which, from whom, the text and the ticket's API address
+// (agentNote).
+const agentText = `%{NOTE_TEXT}
+
+-- 
+%{PROJECT_NAME} · %{TICKET_REF}
+`
+
 // maxDescription caps TICKET_DESCRIPTION, in bytes.
 const maxDescription = 8000
+
+// cutDescription cuts s to maxDescription bytes, at the start of a
+// character, and says so.
+func cutDescription(s string) string {
+	if len(s) <= maxDescription {
+		return s
+	}
+	cut := maxDescription
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "\n[…]"
+}
 
 // values are the placeholder values of one notification.
 type values map[string]string
 
 func ticketValues(p Project, t ticket.Ticket, ref, noteText, description string) values {
-	if len(description) > maxDescription {
-		cut := maxDescription
-		for cut > 0 && !utf8.RuneStart(description[cut]) {
-			cut--
-		}
-		description = description[:cut] + "\n[…]"
-	}
+	description = cutDescription(description)
 	v := values{
 		"TICKET_REF":         ref,
 		"TICKET_ID":          strconv.FormatInt(t.Number, 10),
@@ -411,8 +441,13 @@ func render(p Project, keys *ticket.ReplyKeys, tmpls map[ticket.NotificationKind
 		description = first.Text
 	}
 	note := ""
-	if n.Kind == ticket.NotifyNote {
+	switch n.Kind {
+	case ticket.NotifyNote:
 		note = about.Text
+	case ticket.NotifyRelay:
+		note = relayNote(about)
+	case ticket.NotifyAgent:
+		note = agentNote(p, t, ref, about)
 	}
 	v := ticketValues(p, t, ref, note, description)
 	setLinks(v, p, t, to.Address, spec.private)
@@ -434,6 +469,9 @@ func render(p Project, keys *ticket.ReplyKeys, tmpls map[ticket.NotificationKind
 	}
 	if spec.private {
 		out.Subject = fmt.Sprintf("[%s] You were added to a request to %s", ref, cmp.Or(p.Name, p.Address))
+	}
+	if n.Kind == ticket.NotifyAgent {
+		out.Subject = agentSubject(ref, t, about)
 	}
 	refs := []string{ticket.ReplyReference(from.Address, key)}
 	if parent := parentMessage(t, about); parent != nil {
@@ -498,4 +536,40 @@ func parentMessage(t ticket.Ticket, about *ticket.Message) *ticket.Message {
 		}
 	}
 	return latest
+}
+
+// relayNote is the NOTE_TEXT of a relayed reply: who wrote it, then what.
+func relayNote(reply *ticket.Message) string {
+	return cmp.Or(reply.From, "A participant") + " wrote:\n\n" + strings.TrimSpace(reply.Text)
+}
+
+// isFirstMessage reports whether m is the message that opened t.
+func isFirstMessage(t ticket.Ticket, m *ticket.Message) bool {
+	first := firstCustomerMessage(t)
+	return first != nil && first.ID == m.ID
+}
+
+// agentSubject is the subject of an agent's notice: what happened, then
+// the ticket's.
+func agentSubject(ref string, t ticket.Ticket, about *ticket.Message) string {
+	what := "Reply from " + cmp.Or(about.From, "a customer")
+	if isFirstMessage(t, about) {
+		what = "New ticket from " + cmp.Or(about.From, "a customer")
+	}
+	tag := "[" + ref + "] "
+	return tag + what + ": " + strings.TrimPrefix(Subject(ref, t.Subject), tag)
+}
+
+// agentNote is the NOTE_TEXT of an agent's notice of message about on
+// ticket t: what happened and from whom, the text (cut like a
+// description), and where the ticket is in the API.
+func agentNote(p Project, t ticket.Ticket, ref string, about *ticket.Message) string {
+	what := "New ticket " + ref
+	if !isFirstMessage(t, about) {
+		what = "Reply on " + ref
+	}
+	text := cutDescription(strings.TrimSpace(about.Text))
+	path := "/api/v1/projects/" + p.Key + "/tickets/" + strconv.FormatInt(t.Number, 10)
+	return fmt.Sprintf("%s from %s\nSubject: %s\n\n%s\n\nTicket: %s%s",
+		what, cmp.Or(about.From, "(unknown sender)"), t.Subject, text, strings.TrimRight(p.PublicURL, "/"), path)
 }

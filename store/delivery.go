@@ -269,10 +269,16 @@ func (s *Store) commitDelivery(tx *gorm.DB, d ticket.Delivery) (ticket.Committed
 		}
 	}
 	domain := notifyDomain(d, desk)
-	for _, n := range d.Notify {
-		if n.MessageID == 0 {
-			n.MessageID = messageID
+	notify := slices.Clone(d.Notify)
+	for i := range notify {
+		if notify[i].MessageID == 0 {
+			notify[i].MessageID = messageID
 		}
+	}
+	if notify, err = recordOutbound(tx, t.ID, desk, t.Subject, notify, now); err != nil {
+		return ticket.Committed{}, err
+	}
+	for _, n := range notify {
 		id, err := queueNotification(tx, d.ProjectID, t.ID, n, domain, now)
 		if err != nil {
 			return ticket.Committed{}, err
@@ -443,7 +449,7 @@ func newMessageRow(ticketID int64, m ticket.Message) (messageRow, error) {
 	row := messageRow{
 		TicketID: ticketID, InboundID: m.InboundID, Direction: string(m.Direction), Kind: string(m.Kind),
 		FromAddr: m.From, ToAddrs: string(to), CcAddrs: string(cc), Subject: m.Subject, Text: m.Text,
-		HTML: m.HTML, MessageID: m.MessageID, InReplyTo: m.InReplyTo, Refs: strings.Join(m.References, " "),
+		HTML: m.HTML, FullText: m.FullText, MessageID: m.MessageID, InReplyTo: m.InReplyTo, Refs: strings.Join(m.References, " "),
 		Internal: m.Internal, CreatedAt: m.CreatedAt.UTC(),
 	}
 	if row.Direction == "" {
@@ -624,7 +630,7 @@ func newNotificationRow(projectID, ticketID int64, n ticket.Notification, domain
 		domain = "localhost"
 	}
 	return notificationRow{
-		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, Kind: string(n.Kind),
+		ProjectID: projectID, TicketID: ticketID, MessageID: n.MessageID, OutboundID: n.OutboundID, Kind: string(n.Kind),
 		Recipient: n.To, MailID: "<sd." + strconv.FormatInt(ticketID, 10) + "." + suffix + "@" + domain + ">",
 		State: string(ticket.NotificationPending), CreatedAt: now,
 	}, nil

@@ -57,10 +57,11 @@ func TestCommitDeliveryNewTickets(t *testing.T) {
 			if want := []string{"alice@customer.test", "bob@customer.test"}; !slices.Equal(got.Participants, want) {
 				t.Fatalf("participants = %v, want %v (lower-cased, deduplicated, no desk address)", got.Participants, want)
 			}
-			if len(got.Messages) != 1 {
-				t.Fatalf("ticket has %d messages, want 1", len(got.Messages))
+			byPeople := written(got.Messages)
+			if len(byPeople) != 1 {
+				t.Fatalf("ticket has %d messages written by people, want 1", len(byPeople))
 			}
-			m := got.Messages[0]
+			m := byPeople[0]
 			if m.MessageID != "<"+raw+">" || m.InboundID != id || m.Text != "It burns." || !slices.Equal(m.Cc, []string{"bob@customer.test"}) ||
 				!slices.Equal(m.References, []string{"<x@a>", "<y@b>"}) || len(m.Attachments) != 1 {
 				t.Fatalf("message = %+v, want the delivered message with its references and one attachment", m)
@@ -87,7 +88,7 @@ func TestCommitDeliveryNewTickets(t *testing.T) {
 				t.Fatalf("ledger row = %+v, %v; want ticket_created on ticket beta#2 with processed_at", in, err)
 			}
 			byID, err := e.s.TicketByID(ctx, c.TicketID)
-			if err != nil || byID.Ref != "beta#2" || len(byID.Messages) != 1 {
+			if err != nil || byID.Ref != "beta#2" || len(written(byID.Messages)) != 1 {
 				t.Fatalf("TicketByID(%d) = %+v, %v; want beta#2 with its message", c.TicketID, byID, err)
 			}
 		})
@@ -136,7 +137,8 @@ func TestCommitDeliveryReply(t *testing.T) {
 			InboundID: reply, ProjectID: p.ID, Outcome: ticket.OutcomeReplyAdded, DedupKey: "mid:<r@customer.test>",
 			TicketID: c.TicketID, Reopen: true, Participants: []string{"Carol@Customer.test", "support+r1-x@acme.test"},
 			Message: &ticket.Message{Direction: ticket.DirectionInbound, Kind: ticket.KindEmail, From: "alice@customer.test",
-				Subject: "Re: Printer on fire", Text: "Still burning", MessageID: "<r@customer.test>", InReplyTo: "<q@customer.test>"},
+				Subject: "Re: Printer on fire", Text: "Still burning", FullText: "Still burning\n\n> Printer on fire",
+				MessageID: "<r@customer.test>", InReplyTo: "<q@customer.test>"},
 		})
 		if rc.Outcome != ticket.OutcomeReplyAdded || rc.TicketID != c.TicketID || rc.TicketNumber != 1 {
 			t.Fatalf("reply Committed = %+v, want reply_added on ticket %d", rc, c.TicketID)
@@ -148,8 +150,12 @@ func TestCommitDeliveryReply(t *testing.T) {
 		if got.Status != ticket.StatusOpen {
 			t.Fatalf("status after reply = %s, want reopened", got.Status)
 		}
-		if len(got.Messages) != 2 || got.Messages[1].Text != "Still burning" {
+		if w := written(got.Messages); len(w) != 2 || w[1].Text != "Still burning" {
 			t.Fatalf("messages = %+v, want the reply second", got.Messages)
+		}
+		if w := written(got.Messages); w[1].FullText != "Still burning\n\n> Printer on fire" || w[0].FullText != "" {
+			t.Fatalf("full texts = %q, %q; want the reply's whole text kept beside its new part, none on the first mail",
+				w[0].FullText, w[1].FullText)
 		}
 		if !slices.Contains(got.Participants, "carol@customer.test") || slices.ContainsFunc(got.Participants, func(s string) bool { return strings.Contains(s, "acme.test") }) {
 			t.Fatalf("participants = %v, want carol added and no desk sub-address", got.Participants)

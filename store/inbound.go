@@ -56,6 +56,8 @@ func (v inboundView) toTicket() ticket.Inbound {
 		Reason:       v.Row.Reason,
 		Applied:      v.Row.Applied,
 		ProcessedAt:  fromNullTime(v.Row.ProcessedAt),
+
+		Answer: v.Row.AnswerState, AnswerReason: v.Row.AnswerReason, AnswerMessageID: v.Row.AnswerMailID,
 	}
 	if v.Row.RawSHA256 != nil {
 		in.RawSHA256 = *v.Row.RawSHA256

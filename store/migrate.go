@@ -29,6 +29,8 @@ var migrations = []migration{
 	{7, "oauth2 refresh tokens, sealed", migrateOAuthTokens},
 	{8, "UIDs of Microsoft Graph messages", migrateGraph},
 	{9, "unsubscribes", migrateUnsubscribes},
+	{10, "outbound mail recorded on its ticket; answers to rejected mail", migrateConversation},
+	{11, "whole text of trimmed replies", migrateFullText},
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
 }
 
@@ -53,11 +55,64 @@ func migrateInboundDesk(tx *gorm.DB) error {
 	return nil
 }
 
+// migrateConversation links each notification to the outbound message
+// that records it on the ticket (notifications.outbound_id), and gives the
+// inbound ledger the state of the answer to a rejected mail's sender.
+func migrateConversation(tx *gorm.DB) error {
+	timestamp := "DATETIME"
+	if tx.Dialector.Name() == dialectPostgres {
+		timestamp = "TIMESTAMPTZ"
+	}
+	columns := []struct{ table, column, ddl string }{
+		{"notifications", "outbound_id", "BIGINT NOT NULL DEFAULT 0"},
+		{"inbound", "answer_state", "VARCHAR(16) NOT NULL DEFAULT ''"},
+		{"inbound", "answer_reason", "TEXT NOT NULL DEFAULT ''"},
+		{"inbound", "answer_mail_id", "TEXT NOT NULL DEFAULT ''"},
+		{"inbound", "answer_queued_at", timestamp},
+	}
+	for _, c := range columns {
+		if tx.Migrator().HasColumn(c.table, c.column) {
+			continue
+		}
+		if err := tx.Exec("ALTER TABLE " + c.table + " ADD COLUMN " + c.column + " " + c.ddl).Error; err != nil {
+			return fmt.Errorf("add %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	for _, q := range []string{
+		`CREATE INDEX IF NOT EXISTS idx_notifications_outbound_id ON notifications (outbound_id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_answer ON inbound (outcome, answer_state)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // migrateProjectMailIndex lets the project's ceiling on automatic mail
 // count one hour of its notifications from an index rather than every
 // notification the project ever sent.
 func migrateProjectMailIndex(tx *gorm.DB) error {
 	return tx.Exec(`CREATE INDEX IF NOT EXISTS idx_notifications_project_created ON notifications (project_id, created_at)`).Error
+}
+
+// migrateFullText adds messages.full_text, the whole text of a reply
+// whose text holds only its new part (ticket.Message.FullText), lz4
+// compressed on PostgreSQL where migration 5 compressed text and html.
+func migrateFullText(tx *gorm.DB) error {
+	if !tx.Migrator().HasColumn(&messageRow{}, "full_text") {
+		if err := tx.Exec(`ALTER TABLE messages ADD COLUMN full_text TEXT NOT NULL DEFAULT ''`).Error; err != nil {
+			return err
+		}
+	}
+	if tx.Dialector.Name() != dialectPostgres {
+		return nil
+	}
+	var lz4 bool
+	if err := tx.Raw(`SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4).Error; err != nil || !lz4 {
+		return err
+	}
+	return tx.Exec(`ALTER TABLE messages ALTER COLUMN full_text SET COMPRESSION lz4`).Error
 }
 
 // migrateBounces adds the bounces table (a recipient of a ticket whose mail

@@ -65,6 +65,13 @@ type inboundRow struct {
 	// mailbox's) when fetched, the desk a row of the intake mailbox is
 	// routed to once committed. Every insert sets it (migration 12).
 	DeskID int64 `gorm:"not null;default:0"`
+	// The answer to the sender of a rejected mail (migration 10): state
+	// '' (none yet), queued, sent, suppressed or failed, with its reason,
+	// our Message-ID and when it was queued.
+	AnswerState    string `gorm:"size:16;not null;default:''"`
+	AnswerReason   string `gorm:"not null;default:''"`
+	AnswerMailID   string `gorm:"not null;default:''"`
+	AnswerQueuedAt sql.NullTime
 }
 
 func (inboundRow) TableName() string { return "inbound" }
@@ -115,6 +122,7 @@ type messageRow struct {
 	Subject   string     `gorm:"not null;default:''"`
 	Text      string     `gorm:"not null;default:''"`
 	HTML      string     `gorm:"column:html;not null;default:''"`
+	FullText  string     `gorm:"not null;default:''"`       // ticket.Message.FullText; migration 11
 	MessageID string     `gorm:"not null;default:'';index"` // with angle brackets
 	InReplyTo string     `gorm:"not null;default:''"`
 	Refs      string     `gorm:"not null;default:''"` // space separated
@@ -145,14 +153,17 @@ type notificationRow struct {
 	TicketID  int64      `gorm:"not null;index"`
 	Ticket    *ticketRow `gorm:"constraint:OnDelete:CASCADE"`
 	MessageID int64      `gorm:"not null;default:0"`
-	Kind      string     `gorm:"size:32;not null"`
-	Recipient string     `gorm:"not null"`
-	MailID    string     `gorm:"not null;uniqueIndex"`
-	State     string     `gorm:"size:16;not null;index"`
-	Attempts  int        `gorm:"not null;default:0"`
-	LastError string     `gorm:"not null;default:''"`
-	SentAt    sql.NullTime
-	CreatedAt time.Time `gorm:"not null"`
+	// OutboundID is the outbound message that records this mail
+	// (migration 10).
+	OutboundID int64  `gorm:"not null;default:0;index"`
+	Kind       string `gorm:"size:32;not null"`
+	Recipient  string `gorm:"not null"`
+	MailID     string `gorm:"not null;uniqueIndex"`
+	State      string `gorm:"size:16;not null;index"`
+	Attempts   int    `gorm:"not null;default:0"`
+	LastError  string `gorm:"not null;default:''"`
+	SentAt     sql.NullTime
+	CreatedAt  time.Time `gorm:"not null"`
 }
 
 func (notificationRow) TableName() string { return "notifications" }

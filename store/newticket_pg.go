@@ -32,7 +32,9 @@ import (
 // size, data), $23..$28 attachments (filename, content type, size,
 // sha256, inline, content ID), $29..$32 notifications (message ID or 0
 // for this message, kind, recipient, Message-ID suffix), $33 "@{mail domain}>",
-// $34 ledger reason, $35 whether the message is internal.
+// $34 ledger reason, $35 whether the message is internal, $36..$38 the
+// outbound messages that record the notifications (kind, recipients JSON,
+// internal; outboundRecords), $39 the desk address.
 const (
 	newTicketSQLHead = `
 WITH l AS (
@@ -64,9 +66,17 @@ WITH l AS (
 	INSERT INTO attachments (message_id, filename, content_type, size, sha256, inline, content_id)
 	SELECT m.id, x.filename, x.ct, x.size, x.sha, x.inline, x.cid
 	FROM m, unnest($23::text[], $24::text[], $25::bigint[], $26::text[], $27::bool[], $28::text[]) AS x(filename, ct, size, sha, inline, cid)
+), o AS (
+	INSERT INTO messages (ticket_id, inbound_id, direction, kind, from_addr, to_addrs, cc_addrs, subject,
+		text, html, message_id, in_reply_to, refs, internal, created_at)
+	SELECT t.id, 0, 'outbound', r.kind, $39::text, r.rcpts, '[]', $5::text, '', '', '', '', '', r.internal, $4::timestamptz
+	FROM t, unnest($36::text[], $37::text[], $38::bool[]) WITH ORDINALITY AS r(kind, rcpts, internal, ord)
+	ORDER BY r.ord
+	RETURNING id, kind
 ), n AS (
-	INSERT INTO notifications (project_id, ticket_id, message_id, kind, recipient, mail_id, state, created_at)
-	SELECT $2::bigint, t.id, CASE WHEN x.msg = 0 THEN m.id ELSE x.msg END, x.kind, x.rcpt,
+	INSERT INTO notifications (project_id, ticket_id, message_id, outbound_id, kind, recipient, mail_id, state, created_at)
+	SELECT $2::bigint, t.id, CASE WHEN x.msg = 0 THEN m.id ELSE x.msg END,
+		COALESCE((SELECT o.id FROM o WHERE o.kind = x.kind), 0), x.kind, x.rcpt,
 		'<sd.' || t.id || '.' || x.suffix || $33::text, 'pending', $4::timestamptz
 	FROM t, m, unnest($29::bigint[], $30::text[], $31::text[], $32::text[]) WITH ORDINALITY AS x(msg, kind, rcpt, suffix, ord)
 	ORDER BY x.ord
@@ -188,6 +198,17 @@ func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q quer
 		nMsg, nKind, nTo, nSuffix = append(nMsg, n.MessageID), append(nKind, string(n.Kind)), append(nTo, n.To), append(nSuffix, suffix)
 	}
 
+	recs, _ := outboundRecords(desk, d.NewTicket.Subject, d.Notify, now)
+	var oKind, oTo []string
+	var oInternal []bool
+	for _, r := range recs {
+		rr, err := newMessageRow(0, r)
+		if err != nil {
+			return ticket.Committed{}, false, fmt.Errorf("outbound record: %w", err)
+		}
+		oKind, oTo, oInternal = append(oKind, rr.Kind), append(oTo, rr.ToAddrs), append(oInternal, rr.Internal)
+	}
+
 	query := newTicketUnnumberedSQL
 	if numbered {
 		query = newTicketNumberedSQL
@@ -201,6 +222,7 @@ func (s *Store) insertNewTicketPostgres(ctx context.Context, db *gorm.DB, q quer
 		nonNilOf(aName), nonNilOf(aType), nonNilOf(aSize), nonNilOf(aSHA), nonNilOf(aInline), nonNilOf(aCID),
 		nonNilOf(nMsg), nonNilOf(nKind), nonNilOf(nTo), nonNilOf(nSuffix),
 		"@"+domain+">", d.Reason, row.Internal,
+		nonNilOf(oKind), nonNilOf(oTo), nonNilOf(oInternal), strings.ToLower(desk),
 	)
 	if err != nil {
 		return ticket.Committed{}, false, fmt.Errorf("write new ticket: %w", err)

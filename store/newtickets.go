@@ -227,6 +227,10 @@ func (s *Store) insertNewTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, 
 	for _, m := range gotMsgs {
 		messageOf[m.TicketID] = m.ID
 	}
+	recordOf, err := recordNewTicketsOutbound(tx, ds, todo, ticketIDs, tickets, now)
+	if err != nil {
+		return err
+	}
 	atts := map[int64][]ticket.Attachment{}
 	var parts []participantRow
 	var notes []notificationRow
@@ -252,6 +256,7 @@ func (s *Store) insertNewTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, 
 			if n.MessageID == 0 {
 				n.MessageID = msgID
 			}
+			n.OutboundID = recordOf[outboundKey{tid, n.Kind}]
 			row, err := newNotificationRow(d.ProjectID, tid, n, domain, now)
 			if err != nil {
 				return err
@@ -356,4 +361,50 @@ func (s *Store) numberTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, tic
 		}
 	}
 	return nil
+}
+
+// outboundKey names the outbound message that records a new ticket's mail
+// of one kind.
+type outboundKey struct {
+	ticketID int64
+	kind     ticket.NotificationKind
+}
+
+// recordNewTicketsOutbound writes, in one multi-row statement, the
+// outbound messages that record the notifications of the deliveries
+// ds[todo...] (outboundRecords), whose tickets are ticketIDs (rows
+// tickets), and returns them by ticket and kind.
+func recordNewTicketsOutbound(tx *gorm.DB, ds []ticket.Delivery, todo []int, ticketIDs []int64, tickets []ticketRow, now time.Time) (map[outboundKey]int64, error) {
+	var rows []messageRow
+	for j, i := range todo {
+		desk, err := deskAddress(tx, ds[i])
+		if err != nil {
+			return nil, err
+		}
+		recs, _ := outboundRecords(desk, tickets[j].Subject, ds[i].Notify, now)
+		for _, m := range recs {
+			row, err := newMessageRow(ticketIDs[j], m)
+			if err != nil {
+				return nil, fmt.Errorf("inbound %d: outbound record: %w", ds[i].InboundID, err)
+			}
+			rows = append(rows, row)
+		}
+	}
+	out := map[outboundKey]int64{}
+	if len(rows) == 0 {
+		return out, nil
+	}
+	if err := tx.CreateInBatches(rows, fetchedPerStatement).Error; err != nil {
+		return nil, fmt.Errorf("record outbound mail: %w", err)
+	}
+	var got []messageRow
+	err := tx.Select("id", "ticket_id", "kind").
+		Where("ticket_id IN ? AND direction = ?", ticketIDs, string(ticket.DirectionOutbound)).Find(&got).Error
+	if err != nil {
+		return nil, fmt.Errorf("read outbound records: %w", err)
+	}
+	for _, m := range got {
+		out[outboundKey{m.TicketID, ticket.NotificationKind(m.Kind)}] = m.ID
+	}
+	return out, nil
 }

@@ -18,7 +18,8 @@ type notificationView struct {
 func (v notificationView) toTicket() ticket.Notification {
 	return ticket.Notification{
 		ID: v.Row.ID, ProjectID: v.Row.ProjectID, Project: v.ProjectKey, TicketID: v.Row.TicketID, MessageID: v.Row.MessageID,
-		Kind: ticket.NotificationKind(v.Row.Kind), To: v.Row.Recipient, MailID: v.Row.MailID,
+		OutboundID: v.Row.OutboundID,
+		Kind:       ticket.NotificationKind(v.Row.Kind), To: v.Row.Recipient, MailID: v.Row.MailID,
 		State: ticket.NotificationState(v.Row.State), Attempts: v.Row.Attempts, LastError: v.Row.LastError,
 		SentAt: fromNullTime(v.Row.SentAt), CreatedAt: v.Row.CreatedAt,
 	}

@@ -90,7 +90,7 @@ func (s *Store) AddNote(ctx context.Context, projectKey string, number int64, in
 		}
 		for _, r := range recipients {
 			id, err := queueNotification(tx, t.ProjectID, t.ID,
-				ticket.Notification{Kind: ticket.NotifyNote, To: r, MessageID: msgID}, domain, now)
+				ticket.Notification{Kind: ticket.NotifyNote, To: r, MessageID: msgID, OutboundID: msgID}, domain, now)
 			if err != nil {
 				return err
 			}
@@ -142,8 +142,15 @@ func (s *Store) SetTicketStatus(ctx context.Context, projectKey string, number i
 				return fmt.Errorf("update ticket %d: %w", t.ID, err)
 			}
 			domain := mailDomain(mailDomainName, project.Address)
+			var notify []ticket.Notification
 			for _, r := range normalizeAddresses(recipients) {
-				id, err := queueNotification(tx, t.ProjectID, t.ID, ticket.Notification{Kind: kind, To: r}, domain, now)
+				notify = append(notify, ticket.Notification{Kind: kind, To: r})
+			}
+			if notify, err = recordOutbound(tx, t.ID, project.Address, t.Subject, notify, now); err != nil {
+				return err
+			}
+			for _, n := range notify {
+				id, err := queueNotification(tx, t.ProjectID, t.ID, n, domain, now)
 				if err != nil {
 					return err
 				}

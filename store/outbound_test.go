@@ -86,10 +86,10 @@ func TestAddNote(t *testing.T) {
 			if err != nil {
 				t.Fatalf("TicketByNumber: %v", err)
 			}
-			if len(got.Messages) != 2 {
-				t.Fatalf("ticket has %d messages, want the inbound mail and the note", len(got.Messages))
+			if w := written(got.Messages); len(w) != 2 {
+				t.Fatalf("ticket has %d messages written by people, want the inbound mail and the note", len(w))
 			}
-			if last := got.Messages[1]; last.ID != msg.ID || last.MessageID != msg.MessageID || len(last.Attachments) != 2 ||
+			if last := written(got.Messages)[1]; last.ID != msg.ID || last.MessageID != msg.MessageID || len(last.Attachments) != 2 ||
 				last.Attachments[1].Filename != "photo.png" {
 				t.Fatalf("last message = %+v, want the note %d with its two attachments", last, msg.ID)
 			}
@@ -208,7 +208,7 @@ func TestSetTicketStatus(t *testing.T) {
 				if err != nil {
 					t.Fatalf("SetTicketStatus(%s): %v", st.status, err)
 				}
-				if changed != st.wantChanged || got.Status != st.status || got.ID != c.TicketID || len(got.Messages) != 1 {
+				if changed != st.wantChanged || got.Status != st.status || got.ID != c.TicketID || len(written(got.Messages)) != 1 {
 					t.Fatalf("SetTicketStatus(%s) = %+v, changed %v; want status %s, changed %v, the ticket with its message",
 						st.status, got, changed, st.status, st.wantChanged)
 				}

@@ -121,7 +121,7 @@ func TestMigrate(t *testing.T) {
 		})
 		if e.s.dialect == dialectPostgres {
 			t.Run("raw mail and bodies are compressed with lz4", func(t *testing.T) {
-				for _, col := range []struct{ table, column string }{{"blobs", "data"}, {"messages", "text"}, {"messages", "html"}} {
+				for _, col := range []struct{ table, column string }{{"blobs", "data"}, {"messages", "text"}, {"messages", "html"}, {"messages", "full_text"}} {
 					var method string
 					err := e.s.db.WithContext(t.Context()).Raw(`SELECT attcompression::text FROM pg_attribute
 						WHERE attrelid = to_regclass(?) AND attname = ?`, col.table, col.column).Scan(&method).Error
@@ -131,6 +131,20 @@ func TestMigrate(t *testing.T) {
 				}
 			})
 		}
+		t.Run("messages.full_text is added to a schema from before it, once", func(t *testing.T) {
+			db := e.s.db.WithContext(t.Context())
+			if err := db.Migrator().DropColumn(&messageRow{}, "full_text"); err != nil {
+				t.Fatalf("drop full_text: %v", err)
+			}
+			for range 2 {
+				if err := migrateFullText(db); err != nil {
+					t.Fatalf("migrateFullText: %v", err)
+				}
+			}
+			if !db.Migrator().HasColumn(&messageRow{}, "full_text") {
+				t.Fatalf("messages has no full_text after migration 11")
+			}
+		})
 		t.Run("concurrent from two stores", func(t *testing.T) {
 			// A fresh database: drop everything by reopening a new env.
 			fresh := setupUnmigrated(t, e)

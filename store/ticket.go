@@ -136,6 +136,9 @@ func loadTicket(db *gorm.DB, where string, args ...any) (ticket.Ticket, error) {
 		i := byID[a.MessageID]
 		t.Messages[i].Attachments = append(t.Messages[i].Attachments, a.toTicket())
 	}
+	if err := loadDeliveries(db, t.ID, t.Messages, byID); err != nil {
+		return ticket.Ticket{}, fmt.Errorf("ticket %s: %w", t.Ref, err)
+	}
 	return t, nil
 }
 
@@ -143,6 +146,7 @@ func (m messageRow) toTicket() (ticket.Message, error) {
 	out := ticket.Message{
 		ID: m.ID, TicketID: m.TicketID, InboundID: m.InboundID, Direction: ticket.Direction(m.Direction),
 		Kind: ticket.Kind(m.Kind), From: m.FromAddr, Subject: m.Subject, Text: m.Text, HTML: m.HTML,
+		FullText:  m.FullText,
 		MessageID: m.MessageID, InReplyTo: m.InReplyTo, References: strings.Fields(m.Refs),
 		Internal: m.Internal, CreatedAt: m.CreatedAt, Attachments: []ticket.Attachment{},
 	}

@@ -36,6 +36,9 @@ const (
 	KindAutoReply Kind = "auto_reply"
 	KindBounce    Kind = "bounce"
 	KindThankYou  Kind = "thank_you"
+	// Outbound mail other than notes is recorded under the kind of its
+	// notification: closed, reopened, new_participant, relay, agent_notice
+	// (Kind(NotificationKind)).
 )
 
 // Outcome is where a fetched message ended up, as the inbound ledger says it.
@@ -125,12 +128,34 @@ type Message struct {
 	Subject     string       `json:"subject"`
 	Text        string       `json:"text"`
 	HTML        string       `json:"html"`
-	MessageID   string       `json:"message_id"` // with angle brackets, e.g. "<abc@host>"
+	FullText    string       `json:"full_text,omitempty"` // an inbound reply's whole text when Text holds only its new part; else ""
+	MessageID   string       `json:"message_id"`          // with angle brackets, e.g. "<abc@host>"
 	InReplyTo   string       `json:"-"`
 	References  []string     `json:"-"`
 	Internal    bool         `json:"internal"`
 	CreatedAt   time.Time    `json:"created_at"`
 	Attachments []Attachment `json:"attachments"`
+	// Delivery is, for an outbound message that was mailed, each
+	// recipient's delivery status, in the order they were queued.
+	Delivery []Recipient `json:"delivery,omitempty"`
+}
+
+// Delivery statuses of a Recipient.
+const (
+	DeliveryQueued     = "queued"     // waiting for the SMTP server to accept it (Reason: the last temporary error)
+	DeliverySent       = "sent"       // accepted by the SMTP server
+	DeliveryFailed     = "failed"     // failed for good (Reason), a dead letter
+	DeliverySuppressed = "suppressed" // not sent on purpose (Reason: the cause)
+)
+
+// Recipient is one recipient of an outbound message and what became of the
+// mail to them.
+type Recipient struct {
+	To        string    `json:"to"`
+	Status    string    `json:"status"` // queued | sent | failed | suppressed
+	Reason    string    `json:"reason,omitempty"`
+	MessageID string    `json:"message_id"` // of the mail to this recipient, "<...>"
+	SentAt    time.Time `json:"sent_at,omitzero"`
 }
 
 // Attachment is a file on a message. Data is only set on the way into the
@@ -171,6 +196,12 @@ type Inbound struct {
 	Reason       string    `json:"reason"`
 	Applied      bool      `json:"-"` // after_processing done in the mailbox
 	ProcessedAt  time.Time `json:"processed_at,omitzero"`
+	// Answer is what became of the one answer to the sender of a rejected
+	// (too large) mail: "" (none yet), queued, sent, suppressed or failed
+	// (Delivery* statuses), with AnswerReason and our Message-ID.
+	Answer          string `json:"answer,omitempty"`
+	AnswerReason    string `json:"answer_reason,omitempty"`
+	AnswerMessageID string `json:"answer_message_id,omitempty"`
 }
 
 // NotificationKind is the kind of an outbound mail.
@@ -182,6 +213,12 @@ const (
 	NotifyNewParticipant NotificationKind = "new_participant"
 	NotifyClosed         NotificationKind = "closed"
 	NotifyReopened       NotificationKind = "reopened"
+	// NotifyRelay passes a customer's reply on to the ticket's other
+	// participants, as GitLab relays external participants' replies.
+	NotifyRelay NotificationKind = "relay"
+	// NotifyAgent tells an address of a project's notify_agents of a new
+	// ticket or a customer's reply; agents are never participants.
+	NotifyAgent NotificationKind = "agent_notice"
 )
 
 // NotificationState is the delivery state of an outbound mail.
@@ -197,19 +234,23 @@ const (
 // It holds references only; the notify job renders it at send time, with a
 // Message-ID fixed at creation so that a retry is recognisably the same mail.
 type Notification struct {
-	ID        int64             `json:"id"`
-	ProjectID int64             `json:"-"`
-	Project   string            `json:"project"`
-	TicketID  int64             `json:"-"`
-	MessageID int64             `json:"-"` // the ticket message this mail is about (inbound mail for a thank-you, the note for a note)
-	Kind      NotificationKind  `json:"kind"`
-	To        string            `json:"to"`
-	MailID    string            `json:"message_id"` // our Message-ID of the outbound mail, "<...>"
-	State     NotificationState `json:"state"`
-	Attempts  int               `json:"attempts"`
-	LastError string            `json:"last_error,omitempty"`
-	SentAt    time.Time         `json:"sent_at,omitzero"`
-	CreatedAt time.Time         `json:"created_at"`
+	ID        int64  `json:"id"`
+	ProjectID int64  `json:"-"`
+	Project   string `json:"project"`
+	TicketID  int64  `json:"-"`
+	MessageID int64  `json:"-"` // the ticket message this mail is about (inbound mail for a thank-you, the note for a note)
+	// OutboundID is the outbound message on the ticket that records this
+	// mail (the note itself for a note); 0 for mail queued before
+	// records were kept.
+	OutboundID int64             `json:"-"`
+	Kind       NotificationKind  `json:"kind"`
+	To         string            `json:"to"`
+	MailID     string            `json:"message_id"` // our Message-ID of the outbound mail, "<...>"
+	State      NotificationState `json:"state"`
+	Attempts   int               `json:"attempts"`
+	LastError  string            `json:"last_error,omitempty"`
+	SentAt     time.Time         `json:"sent_at,omitzero"`
+	CreatedAt  time.Time         `json:"created_at"`
 }
 
 // DeadLetterKind says what failed for good.

@@ -148,6 +148,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		lc.started("deliverer", func(context.Context) { deliverer.Close() })
 		fetcher := jobs.NewFetcher(st, c.dialer(st), enq, mailboxes, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
+		fetcher.Again = fetchAgain(rdb, mailboxes)
 		w := jobs.NewWorker(rdb,
 			fetcher,
 			jobs.NewProcessHandler(proc, st, enq, m, c.log),
@@ -156,6 +157,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 				ShutdownTimeout: c.cfg.Worker.ShutdownTimeout.D(), SendBackoff: durations(c.cfg.Worker.NotifyBackoff),
 				IngestOnly: roles["ingest"] && !roles["notify"] && !roles["worker"],
 				NotifyOnly: roles["notify"] && !roles["ingest"] && !roles["worker"]}, c.log)
+		w.HandleRejections(jobs.NewRejectHandler(notify.NewRejecter(deliverer, st, int64(c.cfg.Limits.MaxMessageSize)),
+			notify.Permanent, st, c.log))
 		if err := w.Start(); err != nil {
 			return err
 		}
@@ -164,8 +167,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if roles["scheduler"] {
 		s := jobs.NewScheduler(enq, mailboxes, st, c.cfg.Scheduler.Tick.D(),
 			jobs.OutboxSweep{Every: c.cfg.Scheduler.OutboxSweep.D(), After: c.cfg.Scheduler.OutboxGrace.D()}, c.log)
+		s.AnswerRejections(st)
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		lc.run("scheduler", func() error { _ = s.Run(sctx); return nil }, func(context.Context) { cancel() })
+		lc.started("idle watchers", c.startIdleWatchers(ctx, rdb, enq, mailboxes, reg))
 	}
 	if roles["web"] {
 		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))

@@ -233,6 +233,13 @@ func printTicket(w io.Writer, t ticket.Ticket) error {
 		fmt.Fprintf(w, "\n--- %s %s from %s at %s %s\n", printable(string(m.Direction)), printable(string(m.Kind)),
 			printable(m.From), m.CreatedAt.Format("2006-01-02 15:04:05"), printable(m.MessageID))
 		fmt.Fprintln(w, strings.TrimSpace(printableText(m.Text)))
+		for _, r := range m.Delivery {
+			line := fmt.Sprintf("[to %s: %s", printable(r.To), printable(r.Status))
+			if r.Reason != "" {
+				line += " (" + printable(r.Reason) + ")"
+			}
+			fmt.Fprintln(w, line+"]")
+		}
 		for _, a := range m.Attachments {
 			fmt.Fprintf(w, "[attachment %d: %s, %s, %d bytes, sha256 %s]\n", a.ID, printable(a.Filename),
 				printable(a.ContentType), a.Size, printable(a.SHA256))

@@ -102,7 +102,8 @@ func (c *cli) dialer(st *store.Store) jobs.Dialer {
 func ingestProjects(desks []jobs.Desk) []ingest.Project {
 	out := make([]ingest.Project, 0, len(desks))
 	for _, d := range desks {
-		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address, Aliases: d.Config.Aliases})
+		out = append(out, ingest.Project{ID: d.ID, Key: d.Config.Key, Address: d.Config.Address, Aliases: d.Config.Aliases,
+			NotifyAgents: d.Config.NotifyAgents})
 	}
 	return out
 }
