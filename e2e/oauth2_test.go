@@ -60,7 +60,7 @@ func (d *oauthDesk) writeConfigWith(oauth2, smtpAuth string) {
 	cfg := d.base(", token_key: "+tokenKey) + fmt.Sprintf(`projects:
   - key: acme
     address: %s
-    imap: {host: %s, port: %d, security: none, poll_interval: 1s, auth: xoauth2, oauth2: %s}
+    imap: {host: %s, port: %d, security: none, poll_interval: 1s, idle: true, auth: xoauth2, oauth2: %s}
     smtp: {host: %s, port: %d, security: starttls, insecure_skip_verify: true, username: %s, auth: %s, oauth2: %s}
 `, desk, imapHost, imapPort, oauth2,
 		subHost, subPort, desk, smtpAuth, oauth2)
@@ -73,12 +73,18 @@ func (d *oauthDesk) writeConfigWith(oauth2, smtpAuth string) {
 // acme and step (0 when the series does not exist yet, -1 while the
 // server does not answer).
 func (d *oauthDesk) metric(step string) float64 {
+	return d.series(fmt.Sprintf(`servicedesk_oauth2_token_errors_total{project="acme",step=%q}`, step))
+}
+
+// series returns the value of one series of /metrics (0 when it does not
+// exist, -1 while the server does not answer).
+func (d *oauthDesk) series(name string) float64 {
 	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
 	if err != nil {
 		return -1
 	}
 	defer resp.Body.Close()
-	want := fmt.Sprintf(`servicedesk_oauth2_token_errors_total{project="acme",step=%q} `, step)
+	want := name + " "
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), want); ok {
@@ -149,6 +155,12 @@ func TestOAuth2ClientCredentialsMailbox(t *testing.T) {
 		d.stack.Deliver(t, desk, oauthMail(2))
 		d.waitTickets(t, st, 2)
 		d.thankYous(t, 2)
+	})
+	t.Run("the IMAP IDLE watcher logs in with the token too", func(t *testing.T) {
+		eventually(t, 30*time.Second, "an idle watcher up", func() (bool, string) {
+			v := d.series(`servicedesk_idle_watchers_up{project="acme"}`)
+			return v == 1, fmt.Sprintf("servicedesk_idle_watchers_up = %v", v)
+		})
 	})
 	t.Run("check passes every line", func(t *testing.T) {
 		out, err := (&deskEnv{config: d.config}).run("check")
