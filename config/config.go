@@ -139,6 +139,13 @@ type Mail struct {
 	// (replies still thread by Message-ID).
 	ReplyKeySecret     string `yaml:"reply_key_secret"`
 	ReplyKeySecretFile string `yaml:"reply_key_secret_file"`
+	// TokenKey encrypts (AES-256-GCM) the OAuth2 refresh tokens stored in
+	// the database, at least MinTokenKeyLength characters. Required when
+	// a mailbox uses auth: xoauth2 with a refresh_token. Changing it makes
+	// the stored tokens unreadable: the configured refresh_token is used
+	// again.
+	TokenKey     string `yaml:"token_key"`
+	TokenKeyFile string `yaml:"token_key_file"`
 
 	// SystemHeader and SystemFooter fill GitLab's %{SYSTEM_HEADER} and
 	// %{SYSTEM_FOOTER} in every project's templates. Optional.
@@ -267,6 +274,9 @@ type IMAP struct {
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
+	// Auth is password (default), xoauth2 or oauthbearer: see OAuth2.
+	Auth   string `yaml:"auth"`
+	OAuth2 OAuth2 `yaml:"oauth2"`
 	// Folder defaults to INBOX.
 	Folder string `yaml:"folder"`
 	// PollInterval is how often the mailbox is fetched. Defaults to 30s; at least 1s.
@@ -460,6 +470,10 @@ type SMTP struct {
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
+	// Auth is password (default), xoauth2 or oauthbearer: see OAuth2.
+	// With an OAuth2 auth, Username (the mailbox) is required.
+	Auth   string `yaml:"auth"`
+	OAuth2 OAuth2 `yaml:"oauth2"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
@@ -524,6 +538,9 @@ func (c *Config) readSecretFiles() error {
 	if err := read("mail.reply_key_secret", &c.Mail.ReplyKeySecret, c.Mail.ReplyKeySecretFile); err != nil {
 		return err
 	}
+	if err := read("mail.token_key", &c.Mail.TokenKey, c.Mail.TokenKeyFile); err != nil {
+		return err
+	}
 	if err := read("http.link_secret", &c.HTTP.LinkSecret, c.HTTP.LinkSecretFile); err != nil {
 		return err
 	}
@@ -534,6 +551,9 @@ func (c *Config) readSecretFiles() error {
 		}
 	}
 	if err := read("intake.imap.password", &c.Intake.IMAP.Password, c.Intake.IMAP.PasswordFile); err != nil {
+		return err
+	}
+	if err := c.Intake.IMAP.OAuth2.readFiles("intake.imap.oauth2", read); err != nil {
 		return err
 	}
 	if err := read("intake.graph.client_secret", &c.Intake.Graph.ClientSecret, c.Intake.Graph.ClientSecretFile); err != nil {
@@ -548,6 +568,12 @@ func (c *Config) readSecretFiles() error {
 			return err
 		}
 		if err := read(fmt.Sprintf("projects[%d].smtp.password", i), &p.SMTP.Password, p.SMTP.PasswordFile); err != nil {
+			return err
+		}
+		if err := p.IMAP.OAuth2.readFiles(fmt.Sprintf("projects[%d].imap.oauth2", i), read); err != nil {
+			return err
+		}
+		if err := p.SMTP.OAuth2.readFiles(fmt.Sprintf("projects[%d].smtp.oauth2", i), read); err != nil {
 			return err
 		}
 		for kind, t := range p.Templates {
@@ -635,6 +661,7 @@ func (c *Config) withDefaults() {
 		p.IMAP.withDefaults(p.Address)
 		p.Graph.withDefaults(p.Address)
 		def(&p.SMTP.Security, "starttls")
+		def(&p.SMTP.Auth, AuthPassword)
 		if p.SMTP.Port == 0 {
 			p.SMTP.Port = map[string]int{"tls": 465, "starttls": 587, "none": 25}[p.SMTP.Security]
 		}
@@ -654,6 +681,7 @@ func (m *IMAP) withDefaults(address string) {
 	def(&m.AfterProcessing, "seen")
 	def(&m.ProcessedFolder, "Processed")
 	def(&m.Username, address)
+	def(&m.Auth, AuthPassword)
 	if m.BatchSize == 0 {
 		m.BatchSize = 100
 	}
@@ -679,7 +707,7 @@ func (m IMAP) validate(at string) []error {
 	if !oneOf(m.Security, "tls", "starttls", "none") {
 		bad("%s.security %q: want tls, starttls or none", at, m.Security)
 	}
-	if m.Password == "" {
+	if m.Password == "" && m.Auth == AuthPassword {
 		bad("%s.password: required (or password_file)", at)
 	}
 	if m.Port <= 0 || m.Port > 65535 {
@@ -724,6 +752,9 @@ func (c *Config) validateIntake(bad func(format string, args ...any)) {
 			}
 		default:
 			for _, err := range in.IMAP.validate("intake.imap") {
+				bad("%s", err)
+			}
+			for _, err := range validateAuth("intake.imap", in.IMAP.Auth, in.IMAP.OAuth2, c.Mail.TokenKey) {
 				bad("%s", err)
 			}
 		}
@@ -815,6 +846,9 @@ func (c *Config) Validate() error {
 			bad("http.tokens[%d] (%s): role %q: want admin, agent or guest", i, t.Name, t.Role)
 		}
 	}
+	if err := c.validateTokenKey(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Projects) == 0 {
 		bad("projects: at least one project is required")
 	}
@@ -849,6 +883,7 @@ func (c *Config) Validate() error {
 			for _, err := range p.IMAP.validate(at + ".imap") {
 				bad("%s", err)
 			}
+			errs = append(errs, validateAuth(at+".imap", p.IMAP.Auth, p.IMAP.OAuth2, c.Mail.TokenKey)...)
 		}
 		if p.SMTP.Host == "" {
 			bad("%s.smtp.host: required", at)
@@ -856,8 +891,12 @@ func (c *Config) Validate() error {
 		if !oneOf(p.SMTP.Security, "tls", "starttls", "none") {
 			bad("%s.smtp.security %q: want tls, starttls or none", at, p.SMTP.Security)
 		}
-		if p.SMTP.Username != "" && p.SMTP.Password == "" {
+		if p.SMTP.Username != "" && p.SMTP.Password == "" && p.SMTP.Auth == AuthPassword {
 			bad("%s.smtp.password: required with a username (or password_file)", at)
+		}
+		errs = append(errs, validateAuth(at+".smtp", p.SMTP.Auth, p.SMTP.OAuth2, c.Mail.TokenKey)...)
+		if UsesOAuth2(p.SMTP.Auth) && p.SMTP.Username == "" {
+			bad("%s.smtp.username: required with auth %s (the mailbox the token is for)", at, p.SMTP.Auth)
 		}
 		for kind, t := range p.Templates {
 			if !oneOf(kind, TemplateKinds()...) {

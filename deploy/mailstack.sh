@@ -16,6 +16,13 @@
 # ("user:password ...", default desk-auth@example.test:sekret). Missing
 # binaries are installed with apt-get. Runs as root.
 #
+# OAUTH2_INTROSPECTION_URL, when set, adds Dovecot's oauth2 passdb: IMAP
+# and submission then also accept SASL XOAUTH2 and OAUTHBEARER, and
+# Dovecot asks that URL (RFC 7662 token introspection, POST token=...)
+# whether the access token is valid and whose it is: the answer must be
+# {"active": true, "username": "<the login user>"}. The token server is the
+# caller's (a test runs one in-process).
+#
 # SMTP_PORT is OpenSMTPD, taking mail from loopback without authentication
 # (RFC 5321). SMTP_AUTH_PORT is a submission listener (RFC 6409) that offers
 # STARTTLS (RFC 3207, the self-signed certificate) and requires SMTP AUTH
@@ -132,6 +139,32 @@ add_user() { # dir addr pass
 
 write_dovecot_conf() { # dir
   local d=$1
+  local mechs="plain login" oauth2_passdb=
+  if [ -n "${OAUTH2_INTROSPECTION_URL:-}" ]; then
+    mechs="plain login xoauth2 oauthbearer"
+    cat >"$d/dovecot-oauth2.conf.ext" <<EOF
+# Written by deploy/mailstack.sh: tokens are checked by introspection.
+introspection_mode = post
+introspection_url = $OAUTH2_INTROSPECTION_URL
+tokeninfo_url = $OAUTH2_INTROSPECTION_URL?token=
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+EOF
+    # Tests refuse tokens on purpose: no growing delay (auth penalty, up
+    # to 15s per address) for the logins after.
+    oauth2_passdb="passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $d/dovecot-oauth2.conf.ext
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}"
+  fi
   cat >"$d/dovecot.conf" <<EOF
 # Written by deploy/mailstack.sh; rewritten on every "up".
 instance_name = mailstack-$IMAP_PORT
@@ -144,7 +177,7 @@ listen = 127.0.0.1
 ssl = yes
 ssl_cert = <$d/tls/cert.pem
 ssl_key = <$d/tls/key.pem
-auth_mechanisms = plain login
+auth_mechanisms = $mechs
 disable_plaintext_auth = no
 # Refused logins answer at once (the default waits 2s): tests try bad passwords.
 auth_failure_delay = 0
@@ -156,6 +189,7 @@ passdb {
   driver = passwd-file
   args = $d/users
 }
+$oauth2_passdb
 userdb {
   driver = static
   args = uid=mail gid=mail home=$d/mail/%u

@@ -21,6 +21,7 @@ type Metrics struct {
 	sends         *prometheus.CounterVec
 	smtpAuth      *prometheus.GaugeVec
 	suppressed    *prometheus.CounterVec
+	oauth2Errors  *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -48,7 +49,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.suppressed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_notifications_suppressed_total",
 		Help: "Notifications not mailed on purpose, by project and cause: unmailable, bouncing, recipient_cap, project_ceiling."},
 		[]string{"project", "cause"})
-	reg.MustRegister(m.smtpAuth, m.suppressed)
+	m.oauth2Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_oauth2_token_errors_total",
+		Help: "OAuth2 mailbox token failures by project and step: token_endpoint (unreachable, 5xx), grant (refused: new consent or config fix needed), token_store, login (a server refused an access token)."},
+		[]string{"project", "step"})
+	reg.MustRegister(m.smtpAuth, m.suppressed, m.oauth2Errors)
 	reg.MustRegister(m.fetchRuns, m.fetchFailures, m.fetchSeconds, m.lastSuccess, m.fetchedMsgs, m.outcomes, m.latencies, m.sends)
 	return m
 }
@@ -127,5 +131,13 @@ func (m *Metrics) smtpBroken(project string, broken bool) {
 func (m *Metrics) Suppressed(project, cause string) {
 	if m != nil && project != "" {
 		m.suppressed.WithLabelValues(project, cause).Inc()
+	}
+}
+
+// OAuth2TokenError counts a failed step of a project's OAuth2 login
+// (oauth.Step*: token_endpoint, grant, token_store, login).
+func (m *Metrics) OAuth2TokenError(project, step string) {
+	if m != nil {
+		m.oauth2Errors.WithLabelValues(project, step).Inc()
 	}
 }

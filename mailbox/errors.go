@@ -48,6 +48,12 @@ func Temporary(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
+	// A TokenSource's error says itself (the token endpoint down: yes;
+	// the grant refused: no).
+	var tr interface{ Transient() bool }
+	if errors.As(err, &tr) {
+		return tr.Transient()
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) || errors.Is(err, errConnection) ||
 		errors.Is(err, ErrUnavailable) {
 		return true

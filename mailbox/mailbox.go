@@ -57,6 +57,13 @@ type Config struct {
 	Security string
 	// Username and Password are sent with LOGIN.
 	Username, Password string
+	// Tokens, when set, logs in with an OAuth2 access token instead of the
+	// password: see auth.go.
+	Tokens TokenSource
+	// Mechanism is the SASL mechanism to prefer with Tokens: MechXOAUTH2
+	// (default) or MechOAuthBearer; the other is used when the server
+	// offers only that.
+	Mechanism string
 	// Folder is selected when an operation needs a mailbox and none was
 	// selected. Defaults to "INBOX".
 	Folder string
@@ -191,13 +198,7 @@ func Dial(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error)
 		if err := c.ic.WaitGreeting(); err != nil {
 			return fmt.Errorf("greeting: %w", err)
 		}
-		if err := c.ic.Login(cfg.Username, cfg.Password).Wait(); err != nil {
-			if typ, code := imapCode(err); typ == imap.StatusResponseTypeNo && !temporaryCode(code) {
-				return fmt.Errorf("login: %w: %w", ErrAuth, err)
-			}
-			return fmt.Errorf("login: %w", err)
-		}
-		return nil
+		return c.login(ctx)
 	})
 	if err != nil {
 		c.closeNow()
@@ -253,7 +254,7 @@ func (c *Client) run(ctx context.Context, timeout time.Duration, fn func() error
 		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 	case !time.Now().Before(deadline):
 		return fmt.Errorf("%w after %v: %w", errTimeout, timeout, err)
-	case errors.As(err, &ie), errors.Is(err, ErrAuth), isTLSError(err):
+	case errors.As(err, &ie), errors.Is(err, ErrAuth), errors.Is(err, errToken), isTLSError(err):
 		return err
 	default:
 		return fmt.Errorf("%w: %w", errConnection, err)

@@ -35,6 +35,14 @@ type SMTPConfig struct {
 	// Username empty means no SMTP AUTH (RFC 4954).
 	Username string
 	Password string
+	// Tokens, when set, authenticates Username with an OAuth2 access token
+	// (SASL XOAUTH2 or OAUTHBEARER) instead of the password: see
+	// smtpoauth.go.
+	Tokens TokenSource
+	// Mechanism is the SASL mechanism to prefer with Tokens: "XOAUTH2"
+	// (default) or "OAUTHBEARER"; the other is used when the server offers
+	// only that.
+	Mechanism string
 	// Timeout bounds the dial and every SMTP command. Defaults to 30s.
 	Timeout time.Duration
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
@@ -77,12 +85,17 @@ type session struct {
 	raw net.Conn // underlying connection, closed to abort on ctx cancellation
 }
 
-// dial connects, greets, secures and authenticates. The returned error is
-// an *Error with step "connect" or "auth". It never contains the password.
-func dial(ctx context.Context, cfg SMTPConfig) (*session, error) {
+// dialOnce connects, greets, secures and authenticates. The returned error is
+// an *Error with step "connect", "token" or "auth". It never contains the
+// password or the token.
+func dialOnce(ctx context.Context, cfg SMTPConfig) (*session, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, &Error{Step: "connect", Permanent: true, Err: err}
+	}
+	token, err := accessToken(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	tlsConf := &tls.Config{ServerName: cfg.Host, InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator's choice for test servers
 	var (
@@ -136,7 +149,7 @@ func dial(ctx context.Context, cfg SMTPConfig) (*session, error) {
 		}
 		return nil, connectError(fmt.Errorf("%s:%d: %w", cfg.Host, cfg.Port, err))
 	}
-	if err := authenticate(sc, cfg); err != nil {
+	if err := authenticate(sc, cfg, token); err != nil {
 		_ = sc.Close()
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
@@ -149,9 +162,12 @@ func dial(ctx context.Context, cfg SMTPConfig) (*session, error) {
 // authenticate runs SMTP AUTH with the best mechanism both sides know:
 // PLAIN or LOGIN on an encrypted connection, challenge-response first on a
 // plain one (security none).
-func authenticate(sc *gosmtp.Client, cfg SMTPConfig) error {
+func authenticate(sc *gosmtp.Client, cfg SMTPConfig, token string) error {
 	if cfg.Username == "" {
 		return nil
+	}
+	if cfg.Tokens != nil {
+		return authenticateToken(sc, cfg, token)
 	}
 	ok, offered := sc.Extension("AUTH")
 	if !ok {

@@ -26,6 +26,7 @@ var migrations = []migration{
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+	{7, "oauth2 refresh tokens, sealed", migrateOAuthTokens},
 	{8, "UIDs of Microsoft Graph messages", migrateGraph},
 	{9, "unsubscribes", migrateUnsubscribes},
 	{10, "outbound mail recorded on its ticket; answers to rejected mail", migrateConversation},
@@ -195,12 +196,19 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if err := tx.AutoMigrate(&schemaMigration{}); err != nil {
 			return fmt.Errorf("migrate: create schema_migrations: %w", err)
 		}
-		var current int
-		if err := tx.Model(&schemaMigration{}).Select("COALESCE(MAX(version), 0)").Scan(&current).Error; err != nil {
+		// Every step not yet recorded runs, also one numbered below the
+		// highest recorded: branches developed side by side take numbers
+		// with gaps, and a step merged later (7 after 8) must still run.
+		var versions []int
+		if err := tx.Model(&schemaMigration{}).Pluck("version", &versions).Error; err != nil {
 			return fmt.Errorf("migrate: read schema version: %w", err)
 		}
+		applied := map[int]bool{}
+		for _, v := range versions {
+			applied[v] = true
+		}
 		for _, m := range migrations {
-			if m.version <= current {
+			if applied[m.version] {
 				continue
 			}
 			if err := m.up(tx); err != nil {

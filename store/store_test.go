@@ -90,7 +90,6 @@ func TestOpenSQLiteMemory(t *testing.T) {
 	}
 }
 
-
 func TestMigrate(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		t.Run("twice is a no-op", func(t *testing.T) {
@@ -103,6 +102,21 @@ func TestMigrate(t *testing.T) {
 			}
 			if n := countRows(t, e.s, "schema_migrations"); n != int64(len(migrations)) {
 				t.Fatalf("schema_migrations has %d rows, want %d", n, len(migrations))
+			}
+		})
+		t.Run("a step numbered below the highest applied one, merged later, still runs", func(t *testing.T) {
+			ctx := t.Context()
+			if err := e.s.db.WithContext(ctx).Exec(`DROP TABLE oauth_tokens`).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := e.s.db.WithContext(ctx).Exec(`DELETE FROM schema_migrations WHERE version = 7`).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := e.s.Migrate(ctx); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			if _, _, err := e.s.LoadOAuthToken(ctx, "x"); err != nil {
+				t.Fatalf("oauth_tokens after Migrate: %v (step 7 skipped?)", err)
 			}
 		})
 		if e.s.dialect == dialectPostgres {

@@ -58,8 +58,15 @@ func (c *cli) check(ctx context.Context, args []string) error {
 	if st != nil {
 		defer st.Close()
 	}
+	if err := c.startMailTokens(st, nil); err != nil {
+		line("oauth2 tokens", err)
+	}
+	if c.cfg.Intake.Enabled() {
+		c.checkTokens(ctx, intakeProject(c.cfg.Intake), line)
+	}
 	c.checkIntake(step)
 	for _, p := range c.cfg.Projects {
+		c.checkTokens(ctx, p, line)
 		switch {
 		case p.Graph.Configured():
 			c.checkGraph(p, step)
@@ -69,7 +76,7 @@ func (c *cli) check(ctx context.Context, args []string) error {
 			})
 		}
 		step(fmt.Sprintf("project %s smtp %s:%d", p.Key, p.SMTP.Host, p.SMTP.Port), 30*time.Second, func(ctx context.Context) error {
-			return notify.Check(ctx, smtpConfig(p))
+			return notify.Check(ctx, c.smtpOf(p))
 		})
 		if st != nil {
 			c.verificationLine(ctx, st, p.Key, line)

@@ -44,6 +44,7 @@ type cli struct {
 	configPath     string
 	cfg            *config.Config
 	log            *slog.Logger
+	tokens         *mailTokens // OAuth2 mailboxes' tokens, once startMailTokens ran
 }
 
 // run executes args and returns the exit code. Failures print one line on

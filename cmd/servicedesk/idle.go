@@ -39,7 +39,7 @@ func (c *cli) startIdleWatchers(ctx context.Context, rdb redis.UniversalClient, 
 		list = append(list, watch.Mailbox{Project: key, PollInterval: p.IMAP.PollInterval.D()})
 	}
 	dial := func(ctx context.Context, key string) (watch.Conn, error) {
-		return mailbox.DialIdle(ctx, imapConfig(boxes[key]), c.log)
+		return mailbox.DialIdle(ctx, c.imapOf(boxes[key]), c.log)
 	}
 	w, err := watch.New(rdb, dial, enq, list, &watch.Options{Logger: c.log, Temporary: mailbox.Temporary, Metrics: watch.NewMetrics(reg)})
 	if err != nil { // only the options are checked, and they are the defaults

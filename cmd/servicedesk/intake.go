@@ -52,7 +52,7 @@ func (c *cli) verifier(st *store.Store) *jobs.Verifier {
 
 // checkIMAP logs in to a mailbox and selects its folder.
 func (c *cli) checkIMAP(ctx context.Context, p config.Project) error {
-	mb, err := mailbox.Dial(ctx, imapConfig(p), c.log)
+	mb, err := mailbox.Dial(ctx, c.imapOf(p), c.log)
 	if err != nil {
 		return err
 	}

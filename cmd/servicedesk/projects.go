@@ -21,6 +21,9 @@ func (c *cli) projects(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if err := c.startMailTokens(st, nil); err != nil {
+		return err
+	}
 	desks, err := c.desks(ctx, st)
 	if err != nil {
 		return err
@@ -49,7 +52,7 @@ func (c *cli) projects(ctx context.Context, args []string) error {
 			}
 			fmt.Fprintf(c.stdout, "sending a verification mail from %s to itself through %s:%d; waiting up to %s for a worker to fetch it\n",
 				printable(d.Config.Address), printable(d.Config.SMTP.Host), d.Config.SMTP.Port, *timeout)
-			status, detail, err := c.verifier(st).Verify(ctx, d, smtpConfig(d.Config), *timeout)
+			status, detail, err := c.verifier(st).Verify(ctx, d, c.smtpOf(d.Config), *timeout)
 			if err != nil {
 				return fmt.Errorf("verify %s: %w", d.Config.Key, err)
 			}

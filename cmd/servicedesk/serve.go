@@ -90,6 +90,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		projectKeys = append(projectKeys, d.Config.Key)
 	}
 	m.InitProjects(projectKeys)
+	if err := c.startMailTokens(st, m); err != nil {
+		return err
+	}
 
 	// Whatever has started is stopped, newest first, however serve
 	// returns: a part failing to start stops the ones before it.
@@ -138,7 +141,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		handoff := jobs.NewHandoff(32<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Intake: intake, Links: links})
-		deliverer := notify.NewDeliverer(st, keys, withCustomerLinks(notifyProjects(desks, c.cfg.HTTP.PublicURL), c.cfg, links), &notify.Options{Logger: c.log,
+		deliverer := notify.NewDeliverer(st, keys, withCustomerLinks(c.withSMTPTokens(notifyProjects(desks, c.cfg.HTTP.PublicURL)), c.cfg, links), &notify.Options{Logger: c.log,
 			MaxAttachmentsSize: int64(c.cfg.Limits.MaxAttachmentsSize), Templates: templates,
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})

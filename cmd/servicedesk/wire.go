@@ -91,7 +91,7 @@ func (c *cli) dialer(st *store.Store) jobs.Dialer {
 		if p.Graph.Configured() {
 			return dialGraph(ctx, graphs, p)
 		}
-		cfg := imapConfig(p)
+		cfg := c.imapOf(p)
 		// Whatever a server says a message's size is, no more than the
 		// limit (and a byte, to tell) is read of it.
 		cfg.MaxMessageSize = int64(c.cfg.Limits.MaxMessageSize)

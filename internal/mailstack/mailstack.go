@@ -73,10 +73,22 @@ type Stack struct {
 	env    []string // the ports, for every later "up"
 }
 
+// Option changes the stack Start starts.
+type Option func(env []string) []string
+
+// WithOAuth2 adds Dovecot's oauth2 passdb: IMAP and the submission
+// listener also accept SASL XOAUTH2 and OAUTHBEARER for every user, and
+// Dovecot decides whether a token is valid by asking introspectionURL
+// (RFC 7662, POST token=...; see deploy/mailstack.sh and
+// internal/tokenserver).
+func WithOAuth2(introspectionURL string) Option {
+	return func(env []string) []string { return append(env, "OAUTH2_INTROSPECTION_URL="+introspectionURL) }
+}
+
 // Start runs `deploy/mailstack.sh up` on free ports in a fresh directory and
 // registers `down` with t.Cleanup. It fails the test, with the script's
 // output, when the stack does not come up.
-func Start(t testing.TB) *Stack {
+func Start(t testing.TB, opts ...Option) *Stack {
 	t.Helper()
 	root, err := repoRoot()
 	if err != nil {
@@ -90,6 +102,11 @@ func Start(t testing.TB) *Stack {
 	}
 	s := &Stack{Dir: dir, script: filepath.Join(root, "deploy", "mailstack.sh")}
 	t.Cleanup(func() {
+		if t.Failed() {
+			if log, err := os.ReadFile(filepath.Join(s.Dir, "dovecot.log")); err == nil {
+				t.Logf("mailstack: the test failed; end of %s/dovecot.log:\n%s", s.Dir, tail(log, 40))
+			}
+		}
 		if out, err := s.run(nil, "down"); err != nil {
 			t.Errorf("mailstack down %s: %v\n%s", s.Dir, err, out)
 			return
@@ -113,6 +130,9 @@ func Start(t testing.TB) *Stack {
 			"LMTP_PORT=" + strconv.Itoa(ports[2]), "SMTP_PORT=" + strconv.Itoa(ports[3]),
 			"SMTP_AUTH_PORT=" + strconv.Itoa(ports[4]),
 			"MAILSTACK_SMTP_USERS=" + SMTPUser + ":" + SMTPPassword,
+		}
+		for _, o := range opts {
+			env = o(env)
 		}
 		out, err = s.run(env, "up")
 		if err == nil {
@@ -207,6 +227,14 @@ func (s *Stack) SendSMTP(t testing.TB, from string, to []string, raw []byte) {
 	_ = c.Quit()
 }
 
+// IMAPTokenConfig returns a mailbox.Config for user on the plain IMAP
+// port that logs in with tokens (a stack started WithOAuth2).
+func (s *Stack) IMAPTokenConfig(user string, tokens mailbox.TokenSource) mailbox.Config {
+	cfg := s.IMAPConfig(user, "")
+	cfg.Tokens = tokens
+	return cfg
+}
+
 // IMAPConfig returns a mailbox.Config for user on the plain IMAP port.
 func (s *Stack) IMAPConfig(user, password string) mailbox.Config {
 	host, port, _ := net.SplitHostPort(s.IMAPAddr)
@@ -264,6 +292,15 @@ func (s *Stack) WaitForMail(t testing.TB, user, password string, n int, timeout 
 		t.Fatalf("mailstack: fetch INBOX of %s: %v", user, err)
 	}
 	return msgs
+}
+
+// tail returns the last n lines of b.
+func tail(b []byte, n int) []byte {
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return bytes.Join(lines, []byte("\n"))
 }
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
