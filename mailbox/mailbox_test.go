@@ -16,9 +16,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
+	"github.com/servicedesk/servicedesk/internal/imaptest"
 	"github.com/servicedesk/servicedesk/internal/mailstack"
 	"github.com/servicedesk/servicedesk/mailbox"
 )
@@ -30,36 +29,9 @@ type newConfigFunc func(t *testing.T) mailbox.Config
 // memServer starts an in-process imapmemserver with one user.
 func memServer(t *testing.T) mailbox.Config {
 	t.Helper()
-	mem := imapmemserver.New()
-	user := imapmemserver.NewUser("user@example.test", "pass")
-	if err := user.Create("INBOX", nil); err != nil {
-		t.Fatalf("create INBOX: %v", err)
-	}
-	mem.AddUser(user)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		Logger:       discardLogger{},
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return mailbox.Config{
-		Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Security: mailbox.SecurityNone,
-		Username: "user@example.test", Password: "pass",
-		DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
-	}
+	cfg, _ := imaptest.Start(t, "user@example.test", "pass")
+	return cfg
 }
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...any) {}
 
 func dial(t *testing.T, cfg mailbox.Config) *mailbox.Client {
 	t.Helper()

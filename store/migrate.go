@@ -26,6 +26,25 @@ var migrations = []migration{
 	{4, "indexes for newest-first lists", migrateListIndexes},
 	{5, "lz4 compression of raw mail and message bodies (PostgreSQL)", migrateLZ4},
 	{6, "index for counting a project's mail per hour", migrateProjectMailIndex},
+	{13, "indexes for the mailbox sync's ledger queries", migrateSyncIndexes},
+}
+
+// migrateSyncIndexes lets the mailbox sync find the rows it works on
+// (processed but not yet flagged, fetched but not processed, flagged for
+// a refetch) from an index rather than by reading every row of the
+// project: without them each batch of a backlog cost a scan of the whole
+// ledger.
+func migrateSyncIndexes(tx *gorm.DB) error {
+	for _, q := range []string{
+		`CREATE INDEX IF NOT EXISTS idx_inbound_unapplied ON inbound (project_id, uid_validity, applied, id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_unprocessed ON inbound (project_id, outcome, id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_refetch ON inbound (project_id, uid_validity, refetch, id)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateProjectMailIndex lets the project's ceiling on automatic mail
