@@ -48,9 +48,10 @@ const (
 	benchPoll        = "1s"
 	benchLatencyPoll = "2s"
 	benchLatencyMsgs = 200
-	benchLatencyRate = 10              // deliveries per second
-	benchRedisDB     = 6               // away from the e2e tests' 8..15 and the jobs tests' 2, 3
-	benchIngestLimit = 3 * time.Minute // a healthy run takes well under a minute
+	benchLatencyRate = 10                    // deliveries per second
+	benchRedisDB     = 6                     // away from the e2e tests' 8..15 and the jobs tests' 2, 3
+	benchIngestLimit = 3 * time.Minute       // a healthy run takes well under a minute
+	benchMinRate     = 20 * time.Millisecond // per message: larger backlogs get longer (50 msg/s)
 )
 
 // benchBackend is a database for one end-to-end run.
@@ -178,6 +179,10 @@ type e2eResult struct {
 	ledgerRate float64       // corpus size / ledgerSpan
 	ledgerSpan time.Duration // first received_at -> last processed_at
 	serveCPU   time.Duration // CPU time (user + system) serve used until then
+	// handoffRate is corpus size / (process start -> every message in the
+	// ledger): the durable hand-off, what mail_room's rate compares with.
+	handoffRate float64
+	peakRSS     int64 // bytes, serve's VmHWM at the end of the run
 }
 
 // endToEnd runs `servicedesk serve --roles scheduler,worker` on a fresh
@@ -195,13 +200,15 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 	start := time.Now()
 	p := startServe(tb, cfg, "--roles", "scheduler,ingest")
 	var projectID int64
-	deadline := start.Add(benchIngestLimit)
+	limit := max(benchIngestLimit, time.Duration(len(corpus))*benchMinRate)
+	deadline := start.Add(limit)
+	var handedOff time.Duration // start -> every message in the ledger
 	state := "nothing yet"
 	for {
 		if time.Now().After(deadline) {
 			dump := dumpGoroutines(p, be.name)
 			tb.Fatalf("%s: timed out after %s waiting for %d messages to have an outcome; last state: %s\nserve's goroutines: %s\nserve log:\n%s",
-				be.name, benchIngestLimit, len(corpus), state, dump, tail(p.out.String(), 40))
+				be.name, limit, len(corpus), state, dump, tail(p.out.String(), 40))
 		}
 		select {
 		case err := <-p.done:
@@ -216,6 +223,13 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 			}
 			projectID = proj.ID
 		}
+		if handedOff == 0 {
+			if full, err := ledgerHolds(ctx, st, len(corpus)); err != nil {
+				tb.Fatalf("%s: poll the ledger: %v", be.name, err)
+			} else if full {
+				handedOff = time.Since(start)
+			}
+		}
 		done, s, err := allProcessed(ctx, st, projectID, len(corpus))
 		if err != nil {
 			tb.Fatalf("%s: poll the ledger: %v", be.name, err)
@@ -227,6 +241,10 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 	}
 	wall := time.Since(start)
 	cpu := processCPU(tb, p.cmd.Process.Pid)
+	rss := peakRSS(tb, p.cmd.Process.Pid)
+	if handedOff == 0 {
+		handedOff = wall
+	}
 
 	rows := allInbound(tb, st)
 	var first, last time.Time
@@ -278,7 +296,8 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 		span = time.Nanosecond
 	}
 	n := float64(len(corpus))
-	return e2eResult{rate: n / wall.Seconds(), wall: wall, ledgerRate: n / span.Seconds(), ledgerSpan: span, serveCPU: cpu}
+	return e2eResult{rate: n / wall.Seconds(), wall: wall, ledgerRate: n / span.Seconds(), ledgerSpan: span, serveCPU: cpu,
+		handoffRate: n / handedOff.Seconds(), peakRSS: rss}
 }
 
 // processCPU returns the CPU time (user + system) process pid has used,
@@ -355,15 +374,29 @@ func allProcessed(ctx context.Context, st *store.Store, projectID int64, n int) 
 	if len(waiting) > 0 {
 		return false, fmt.Sprintf("inbound %d and maybe more wait for their outcome", waiting[0]), nil
 	}
-	// The n-th row of the ledger exists iff it holds at least n rows.
-	rows, _, err := st.ListInbound(ctx, store.InboundFilter{}, store.Page{Page: n, PerPage: 1})
-	if err != nil {
-		return false, "", err
-	}
-	if len(rows) == 0 {
-		return false, fmt.Sprintf("fewer than %d ledger rows, all processed", n), nil
+	full, err := ledgerHolds(ctx, st, n)
+	if err != nil || !full {
+		return false, fmt.Sprintf("fewer than %d ledger rows, all processed", n), err
 	}
 	return true, "", nil
+}
+
+// ledgerHolds reports whether the ledger has at least n rows: its n-th row
+// exists.
+func ledgerHolds(ctx context.Context, st *store.Store, n int) (bool, error) {
+	rows, _, err := st.ListInbound(ctx, store.InboundFilter{}, store.Page{Page: n, PerPage: 1})
+	return len(rows) > 0, err
+}
+
+// peakRSS returns the peak resident set size of process pid (VmHWM of
+// /proc/<pid>/status) in bytes.
+func peakRSS(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	rss := vmHWM(pid)
+	if rss == 0 {
+		tb.Fatalf("no VmHWM in /proc/%d/status", pid)
+	}
+	return rss
 }
 
 type latencies struct{ p50, p99, max time.Duration }
@@ -754,9 +787,16 @@ var benchDomains = []string{"customer.test", "acme-corp.test", "example.org", "m
 // one multipart/mixed with a 20-200 KB attachment. Every sender is
 // distinct, so that per-recipient caps on thank-yous never apply.
 func benchCorpus(n int, deskAddr, tag string) []benchMail {
+	out := make([]benchMail, 0, n)
+	eachBenchMail(n, deskAddr, tag, func(m benchMail) { out = append(out, m) })
+	return out
+}
+
+// eachBenchMail hands the mails of benchCorpus to fn one at a time, so
+// that a large corpus need not be held in memory.
+func eachBenchMail(n int, deskAddr, tag string, fn func(benchMail)) {
 	rng := rand.New(rand.NewPCG(2, 1))
 	base := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
-	out := make([]benchMail, n)
 	for i := range n {
 		name := benchNames[i%len(benchNames)]
 		domain := benchDomains[(i/len(benchNames))%len(benchDomains)]
@@ -827,9 +867,8 @@ func benchCorpus(n int, deskAddr, tag string) []benchMail {
 			writeTextPart(&b, cs, text)
 		}
 		m.raw = []byte(b.String())
-		out[i] = m
+		fn(m)
 	}
-	return out
 }
 
 // encodeWord encodes s as an RFC 2047 encoded word in cs.
