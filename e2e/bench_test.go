@@ -223,12 +223,8 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 			}
 			projectID = proj.ID
 		}
-		if handedOff == 0 {
-			if full, err := ledgerHolds(ctx, st, len(corpus)); err != nil {
-				tb.Fatalf("%s: poll the ledger: %v", be.name, err)
-			} else if full {
-				handedOff = time.Since(start)
-			}
+		if handedOff == 0 && cursorPast(tb, st, projectID, len(corpus)) {
+			handedOff = time.Since(start)
 		}
 		done, s, err := allProcessed(ctx, st, projectID, len(corpus))
 		if err != nil {
@@ -386,6 +382,23 @@ func allProcessed(ctx context.Context, st *store.Store, projectID int64, n int) 
 func ledgerHolds(ctx context.Context, st *store.Store, n int) (bool, error) {
 	rows, _, err := st.ListInbound(ctx, store.InboundFilter{}, store.Page{Page: n, PerPage: 1})
 	return len(rows) > 0, err
+}
+
+// cursorPast reports whether the mailbox cursor of a fresh mailbox of n
+// mails (UIDs 1 to n) has reached UID n: the cursor moves only past mail
+// that is in the ledger, so then all of it is. A cheap query, unlike
+// counting the ledger.
+func cursorPast(tb testing.TB, st *store.Store, projectID int64, n int) bool {
+	states, err := st.MailboxStates(context.Background())
+	if err != nil {
+		tb.Fatalf("read mailbox cursors: %v", err)
+	}
+	for _, s := range states {
+		if s.ProjectID == projectID && s.LastUID >= uint32(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // peakRSS returns the peak resident set size of process pid (VmHWM of

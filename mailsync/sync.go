@@ -107,6 +107,13 @@ type Options struct {
 	// MaxRun is how long one run drains a backlog before it hands the
 	// rest to a follow-up run (Result.More). Defaults to 2m.
 	MaxRun time.Duration
+	// MaxAhead is how many ledger rows may wait for processing before a
+	// run pauses its download: flow control, so that a backlog moves from
+	// the mailbox to the ledger no faster than it is processed, and the
+	// mail in between stays in the hand-off's memory rather than being
+	// read back from the database. Mail not yet downloaded is as safe in
+	// the mailbox. Defaults to 1000.
+	MaxAhead int
 	// SweepAfter is how old a ledger row without an outcome must be
 	// before the lost-task sweep queues it again. Defaults to 1m.
 	SweepAfter time.Duration
@@ -126,6 +133,7 @@ func (o Options) withDefaults() Options {
 	o.LeaseTTL = cmp.Or(o.LeaseTTL, 30*time.Second)
 	o.MaxRun = cmp.Or(o.MaxRun, 2*time.Minute)
 	o.SweepAfter = cmp.Or(o.SweepAfter, time.Minute)
+	o.MaxAhead = cmp.Or(o.MaxAhead, 1000)
 	if o.Stored == nil {
 		o.Stored = func(ticket.Inbound, []byte) {}
 	}
@@ -291,6 +299,14 @@ func (r *run) sync(ctx context.Context, state store.MailboxState) (Result, error
 	res := Result{UIDValidity: st.UIDValidity, LastUID: last}
 	deadline := r.o.Now().Add(r.o.MaxRun)
 	for {
+		room, err := r.waitForRoom(ctx, deadline)
+		if err != nil {
+			return Result{}, err
+		}
+		if !room {
+			res.More = true
+			break
+		}
 		n, next, err := r.drainBatch(ctx, res.LastUID)
 		if err != nil {
 			return Result{}, err
@@ -317,6 +333,37 @@ func (r *run) sync(ctx context.Context, state store.MailboxState) (Result, error
 	}
 	return res, nil
 }
+
+// waitForRoom waits while MaxAhead or more ledger rows of the desk wait
+// for processing, applying after_processing meanwhile. It reports false
+// when the deadline passed first.
+func (r *run) waitForRoom(ctx context.Context, deadline time.Time) (bool, error) {
+	tick := time.NewTicker(aheadPoll)
+	defer tick.Stop()
+	for {
+		ids, err := r.store.UnprocessedInbound(ctx, r.d.ID, r.o.Now().Add(time.Hour), r.o.MaxAhead)
+		if err != nil {
+			return false, fmt.Errorf("count mail waiting for processing: %w", err)
+		}
+		if len(ids) < r.o.MaxAhead {
+			return true, nil
+		}
+		if r.o.Now().After(deadline) {
+			return false, nil
+		}
+		if err := r.applyProcessed(ctx); err != nil {
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, context.Cause(ctx)
+		case <-tick.C:
+		}
+	}
+}
+
+// aheadPoll is how often a paused run looks whether processing caught up.
+const aheadPoll = 100 * time.Millisecond
 
 // drainBatch takes up to one batch of mail after UID after into the
 // ledger and the queue, then moves the cursor past it. It returns how many

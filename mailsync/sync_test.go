@@ -255,6 +255,32 @@ func TestBacklogDrainsOnOneConnection(t *testing.T) {
 	})
 }
 
+// A run gets no further ahead of processing than MaxAhead ledger rows: it
+// pauses, and hands on to a follow-up run at MaxRun; once the rows are
+// processed, the next run goes on.
+func TestARunWaitsForProcessingToCatchUp(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := setup(t, backend, config.IMAP{BatchSize: 2}, Options{MaxAhead: 2, MaxRun: time.Second})
+		d.deliver(mail(1, 0), mail(2, 0), mail(3, 0), mail(4, 0), mail(5, 0))
+		d.opts.Now = func() time.Time { d.clock.Advance(300 * time.Millisecond); return d.clock.Now() }
+		if res := d.run(); res.Listed != 2 || !res.More {
+			t.Fatalf("run with nothing processed = %+v; want one batch of 2, then More", res)
+		}
+		d.queue.drain(t)
+		if res := d.run(); res.Listed != 2 || !res.More {
+			t.Fatalf("run after processing = %+v; want the next batch of 2, then More", res)
+		}
+		d.queue.drain(t)
+		if res := d.run(); res.Listed != 1 || res.More {
+			t.Fatalf("last run = %+v; want the last message and no More", res)
+		}
+		d.queue.drain(t)
+		d.run()
+		d.wantEachOnce(5)
+	})
+}
+
 // A crash at any step of a run (each call to the mailbox, the store or the
 // queue, and each message handed over by a download) loses no mail and
 // doubles none: the next runs finish the work, every mail becomes exactly
