@@ -75,6 +75,10 @@ func (f *Fetcher) syncer() *mailsync.Syncer {
 	return f.syncr
 }
 
+// Stop makes running fetches end after the batch in hand; each queues its
+// follow-up (mailsync.Syncer.Stop).
+func (f *Fetcher) Stop() { f.syncer().Stop() }
+
 // ProcessTask is the asynq handler of TypeFetch.
 func (f *Fetcher) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := decode[FetchPayload](t)

@@ -162,7 +162,14 @@ type Syncer struct {
 	owner string       // this process; each run leases as owner:<run>
 	runs  atomic.Int64 // numbers the runs for their lease owner
 	log   *slog.Logger
+	// stopping makes runs end after the batch in hand (Stop).
+	stopping atomic.Bool
 }
+
+// Stop makes every run end after the batch it is working on, with
+// Result.More set, so that a process shutting down does not wait for a
+// long backlog run (nor cut it off mid-batch). It does not wait.
+func (s *Syncer) Stop() { s.stopping.Store(true) }
 
 // New returns a Syncer.
 func New(st Store, dial Dialer, q Queue, o *Options) *Syncer {
@@ -316,7 +323,7 @@ func (r *run) sync(ctx context.Context, state store.MailboxState) (Result, error
 		if n < r.batch {
 			break
 		}
-		if r.o.Now().After(deadline) {
+		if r.stopping.Load() || r.o.Now().After(deadline) {
 			res.More = true
 			break
 		}
@@ -348,7 +355,7 @@ func (r *run) waitForRoom(ctx context.Context, deadline time.Time) (bool, error)
 		if len(ids) < r.o.MaxAhead {
 			return true, nil
 		}
-		if r.o.Now().After(deadline) {
+		if r.stopping.Load() || r.o.Now().After(deadline) {
 			return false, nil
 		}
 		if err := r.applyProcessed(ctx); err != nil {

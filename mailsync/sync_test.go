@@ -281,6 +281,28 @@ func TestARunWaitsForProcessingToCatchUp(t *testing.T) {
 	})
 }
 
+// Stop (a process shutting down) ends a backlog run after the batch in
+// hand, with More: nothing half done, the rest left to a follow-up run.
+func TestStopEndsARunAfterItsBatch(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := setup(t, backend, config.IMAP{BatchSize: 2}, Options{})
+		d.deliver(mail(1, 0), mail(2, 0), mail(3, 0), mail(4, 0), mail(5, 0))
+		s := d.syncer()
+		s.Stop()
+		res, err := s.Run(t.Context(), d.desk)
+		if err != nil || res.Listed != 2 || !res.More {
+			t.Fatalf("run of a stopping syncer = %+v, %v; want one batch of 2, then More", res, err)
+		}
+		if res := d.run(); res.Listed != 3 || res.More {
+			t.Fatalf("follow-up run = %+v; want the other 3", res)
+		}
+		d.queue.drain(t)
+		d.run()
+		d.wantEachOnce(5)
+	})
+}
+
 // A crash at any step of a run (each call to the mailbox, the store or the
 // queue, and each message handed over by a download) loses no mail and
 // doubles none: the next runs finish the work, every mail becomes exactly
