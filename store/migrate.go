@@ -33,11 +33,13 @@ var migrations = []migration{
 // (processed but not yet flagged, fetched but not processed, flagged for
 // a refetch) from an index rather than by reading every row of the
 // project: without them each batch of a backlog cost a scan of the whole
-// ledger.
+// ledger. (SQLite, which keeps no statistics, otherwise reads the
+// unprocessed rows through idx_inbound_project_received: every row
+// received before the cutoff.)
 func migrateSyncIndexes(tx *gorm.DB) error {
 	for _, q := range []string{
 		`CREATE INDEX IF NOT EXISTS idx_inbound_unapplied ON inbound (project_id, uid_validity, applied, id)`,
-		`CREATE INDEX IF NOT EXISTS idx_inbound_unprocessed ON inbound (project_id, outcome, id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_unprocessed ON inbound (project_id, outcome, received_at)`,
 		`CREATE INDEX IF NOT EXISTS idx_inbound_refetch ON inbound (project_id, uid_validity, refetch, id)`,
 	} {
 		if err := tx.Exec(q).Error; err != nil {
