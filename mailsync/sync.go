@@ -333,10 +333,11 @@ func (r *run) sync(ctx context.Context, state store.MailboxState) (Result, error
 			return Result{}, err
 		}
 	}
-	if !res.More {
-		if err := r.sweep(ctx); err != nil {
-			return Result{}, err
-		}
+	// Also when the run hands on: a run paused because rows whose tasks
+	// were lost wait for processing would otherwise never reach the end
+	// of the mailbox and never sweep.
+	if err := r.sweep(ctx); err != nil {
+		return Result{}, err
 	}
 	return res, nil
 }

@@ -281,6 +281,29 @@ func TestARunWaitsForProcessingToCatchUp(t *testing.T) {
 	})
 }
 
+// A run paused for processing to catch up still sweeps: when the rows it
+// waits for lost their process tasks (Redis flushed), the run that hands
+// on queues them again, so the pause ends.
+func TestAPausedRunSweepsLostTasks(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := setup(t, backend, config.IMAP{BatchSize: 2}, Options{MaxAhead: 2, MaxRun: time.Second, SweepAfter: time.Second})
+		d.deliver(mail(1, 0), mail(2, 0), mail(3, 0))
+		d.opts.Now = func() time.Time { d.clock.Advance(300 * time.Millisecond); return d.clock.Now() }
+		d.queue.lose = true
+		d.run() // the first batch's tasks are lost
+		d.queue.lose = false
+		if res := d.run(); res.Listed != 0 || !res.More || len(d.queue.queued()) != 2 {
+			t.Fatalf("paused run = %+v, queued %v; want nothing listed, More, and the 2 lost rows queued again", res, d.queue.queued())
+		}
+		d.queue.drain(t)
+		d.run()
+		d.queue.drain(t)
+		d.run()
+		d.wantEachOnce(3)
+	})
+}
+
 // Stop (a process shutting down) ends a backlog run after the batch in
 // hand, with More: nothing half done, the rest left to a follow-up run.
 func TestStopEndsARunAfterItsBatch(t *testing.T) {
