@@ -31,6 +31,14 @@ import (
 	"github.com/servicedesk/servicedesk/mailbox"
 )
 
+// Redis databases of this benchmark, away from the e2e tests' 8..15, the
+// ingest bench's 6, the outbound bench's 7 and the jobs tests' 2, 3: a
+// benchmark running at the same time must not flush our queues.
+const (
+	backlogRedisDB  = 4
+	mailRoomRedisDB = 5
+)
+
 // backlogSizes reads BACKLOG, a comma-separated list of mail counts.
 func backlogSizes(tb testing.TB) []int {
 	spec := os.Getenv("BACKLOG")
@@ -78,7 +86,7 @@ func BenchmarkBacklog(b *testing.B) {
 			}
 			rates, rsss := map[string]float64{}, map[string]int64{}
 			for _, be := range benchBackends {
-				r := endToEnd(b, stack, addr, be, corpus)
+				r := endToEnd(b, stack, addr, be, corpus, backlogRedisDB)
 				rates[be.name], rsss[be.name] = r.rate, r.peakRSS
 				note := ""
 				if base != nil {
@@ -164,7 +172,7 @@ func fillBacklog(tb testing.TB, stack *mailstack.Stack, addr string, n int) ([]b
 // anything else reads the mailbox; the flags are cleared afterwards.
 func mailRoomHandoff(tb testing.TB, stack *mailstack.Stack, addr string, n int, dir string) (float64, int64) {
 	tb.Helper()
-	const db = benchRedisDB + 1
+	const db = mailRoomRedisDB
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: db})
 	defer rdb.Close()
 	ctx := context.Background()

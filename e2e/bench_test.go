@@ -88,7 +88,7 @@ func BenchmarkIngest(b *testing.B) {
 			// The ceiling first, on the same mailbox, right before the
 			// figure it is compared with.
 			bare := bareFetchParse(b, stack, deskAddr, len(corpus))
-			e2e := endToEnd(b, stack, deskAddr, be, corpus)
+			e2e := endToEnd(b, stack, deskAddr, be, corpus, benchRedisDB)
 			ratio := e2e.rate / bare
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(e2e.rate, "msgs/s")
@@ -189,12 +189,12 @@ type e2eResult struct {
 // database against the corpus mailbox and times it until every message has
 // an outcome. It checks that every message became one ticket with its
 // thank-you committed and enqueued.
-func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBackend, corpus []benchMail) e2eResult {
+func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBackend, corpus []benchMail, redisDB int) e2eResult {
 	tb.Helper()
 	ctx := context.Background()
 	dbURL := be.url(tb)
-	rdb := benchRedis(tb)
-	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchPoll)
+	rdb := benchRedis(tb, redisDB)
+	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchPoll, redisDB)
 	st := openBenchStore(tb, dbURL)
 
 	start := time.Now()
@@ -423,8 +423,8 @@ func arrivalLatency(tb testing.TB, stack *mailstack.Stack, be benchBackend) late
 	deskAddr := "latency-" + be.name + "@example.test"
 	stack.AddUser(tb, deskAddr, deskPass)
 	dbURL := be.url(tb)
-	benchRedis(tb)
-	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchLatencyPoll)
+	benchRedis(tb, benchRedisDB)
+	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchLatencyPoll, benchRedisDB)
 	st := openBenchStore(tb, dbURL)
 	p := startServe(tb, cfg, "--roles", "scheduler,ingest")
 	var projectID int64
@@ -596,7 +596,7 @@ func waitFor(tb testing.TB, p *proc, timeout time.Duration, what string, cond fu
 // writeBenchConfig writes a config for one desk: the given poll interval,
 // the benchmark's knobs, and SMTP at a closed local port so that thank-yous
 // are enqueued and their sends fail temporarily and back off.
-func writeBenchConfig(tb testing.TB, stack *mailstack.Stack, deskAddr, dbURL, poll string) string {
+func writeBenchConfig(tb testing.TB, stack *mailstack.Stack, deskAddr, dbURL, poll string, redisDB int) string {
 	tb.Helper()
 	imapHost, imapPort, _ := net.SplitHostPort(stack.IMAPAddr)
 	cfg := fmt.Sprintf(`
@@ -613,7 +613,7 @@ projects:
     address: %s
     imap: {host: %s, port: %s, security: none, username: %s, password: %s, poll_interval: %s, batch_size: %d}
     smtp: {host: 127.0.0.1, port: %d, security: none}
-`, benchRedisDB, dbURL, replySecret, benchConcurrency, deskAddr, imapHost, imapPort, deskAddr, deskPass, poll,
+`, redisDB, dbURL, replySecret, benchConcurrency, deskAddr, imapHost, imapPort, deskAddr, deskPass, poll,
 		benchBatchSize, closedPort(tb))
 	path := filepath.Join(tb.TempDir(), "servicedesk.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -636,11 +636,11 @@ func closedPort(tb testing.TB) int {
 
 // benchRedis flushes the benchmark's Redis database and returns a client
 // for it; the database is flushed again when the (sub-)benchmark ends.
-func benchRedis(tb testing.TB) *redis.Client {
+func benchRedis(tb testing.TB, db int) *redis.Client {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: benchRedisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: db})
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		tb.Fatalf("redis at 127.0.0.1:6379 (db %d) unreachable: %v", benchRedisDB, err)
+		tb.Fatalf("redis at 127.0.0.1:6379 (db %d) unreachable: %v", db, err)
 	}
 	tb.Cleanup(func() {
 		rdb.FlushDB(context.Background())
