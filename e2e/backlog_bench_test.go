@@ -152,7 +152,9 @@ func fillBacklog(tb testing.TB, stack *mailstack.Stack, addr string, n int) ([]b
 		corpus = append(corpus, m)
 	})
 	ctx := context.Background()
-	c, err := mailbox.Dial(ctx, stack.IMAPConfig(addr, deskPass), nil)
+	cfg := stack.IMAPConfig(addr, deskPass)
+	cfg.CommandTimeout = 10 * time.Minute // Dovecot indexes every new file at this SELECT
+	c, err := mailbox.Dial(ctx, cfg, nil)
 	if err != nil {
 		tb.Fatalf("fill backlog: log in as %s: %v", addr, err)
 	}

@@ -130,7 +130,9 @@ func bareFetchParse(tb testing.TB, stack *mailstack.Stack, deskAddr string, want
 	defer cancel()
 	own := []string{deskAddr}
 	start := time.Now()
-	c, err := mailbox.Dial(ctx, stack.IMAPConfig(deskAddr, deskPass), nil)
+	cfg := stack.IMAPConfig(deskAddr, deskPass)
+	cfg.CommandTimeout = max(cfg.CommandTimeout, 2*time.Minute) // one UID FETCH RFC822.SIZE of the whole backlog
+	c, err := mailbox.Dial(ctx, cfg, nil)
 	if err != nil {
 		tb.Fatalf("bare: dial %s: %v", stack.IMAPAddr, err)
 	}
