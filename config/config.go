@@ -286,8 +286,9 @@ type IMAP struct {
 	AfterProcessing string `yaml:"after_processing"`
 	// ProcessedFolder is where move puts processed mail. Defaults to Processed.
 	ProcessedFolder string `yaml:"processed_folder"`
-	// BatchSize is the most messages one fetch run downloads; a bigger
-	// backlog continues in a follow-up run at once. Defaults to 100.
+	// BatchSize is how many messages a fetch run lists, downloads and
+	// records at a time; a run drains a bigger backlog batch after batch
+	// on the same connection. Defaults to 100.
 	BatchSize int `yaml:"batch_size"`
 	// InsecureSkipVerify accepts any TLS certificate (test servers only).
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`

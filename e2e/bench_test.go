@@ -48,9 +48,10 @@ const (
 	benchPoll        = "1s"
 	benchLatencyPoll = "2s"
 	benchLatencyMsgs = 200
-	benchLatencyRate = 10              // deliveries per second
-	benchRedisDB     = 6               // away from the e2e tests' 8..15 and the jobs tests' 2, 3
-	benchIngestLimit = 3 * time.Minute // a healthy run takes well under a minute
+	benchLatencyRate = 10                    // deliveries per second
+	benchRedisDB     = 6                     // away from the e2e tests' 8..15 and the jobs tests' 2, 3
+	benchIngestLimit = 3 * time.Minute       // a healthy run takes well under a minute
+	benchMinRate     = 20 * time.Millisecond // per message: larger backlogs get longer (50 msg/s)
 )
 
 // benchBackend is a database for one end-to-end run.
@@ -87,7 +88,7 @@ func BenchmarkIngest(b *testing.B) {
 			// The ceiling first, on the same mailbox, right before the
 			// figure it is compared with.
 			bare := bareFetchParse(b, stack, deskAddr, len(corpus))
-			e2e := endToEnd(b, stack, deskAddr, be, corpus)
+			e2e := endToEnd(b, stack, deskAddr, be, corpus, benchRedisDB)
 			ratio := e2e.rate / bare
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(e2e.rate, "msgs/s")
@@ -129,7 +130,9 @@ func bareFetchParse(tb testing.TB, stack *mailstack.Stack, deskAddr string, want
 	defer cancel()
 	own := []string{deskAddr}
 	start := time.Now()
-	c, err := mailbox.Dial(ctx, stack.IMAPConfig(deskAddr, deskPass), nil)
+	cfg := stack.IMAPConfig(deskAddr, deskPass)
+	cfg.CommandTimeout = max(cfg.CommandTimeout, 2*time.Minute) // one UID FETCH RFC822.SIZE of the whole backlog
+	c, err := mailbox.Dial(ctx, cfg, nil)
 	if err != nil {
 		tb.Fatalf("bare: dial %s: %v", stack.IMAPAddr, err)
 	}
@@ -178,30 +181,36 @@ type e2eResult struct {
 	ledgerRate float64       // corpus size / ledgerSpan
 	ledgerSpan time.Duration // first received_at -> last processed_at
 	serveCPU   time.Duration // CPU time (user + system) serve used until then
+	// handoffRate is corpus size / (process start -> every message in the
+	// ledger): the durable hand-off, what mail_room's rate compares with.
+	handoffRate float64
+	peakRSS     int64 // bytes, serve's VmHWM at the end of the run
 }
 
 // endToEnd runs `servicedesk serve --roles scheduler,worker` on a fresh
 // database against the corpus mailbox and times it until every message has
 // an outcome. It checks that every message became one ticket with its
 // thank-you committed and enqueued.
-func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBackend, corpus []benchMail) e2eResult {
+func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBackend, corpus []benchMail, redisDB int) e2eResult {
 	tb.Helper()
 	ctx := context.Background()
 	dbURL := be.url(tb)
-	rdb := benchRedis(tb)
-	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchPoll)
+	rdb := benchRedis(tb, redisDB)
+	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, benchPoll, redisDB)
 	st := openBenchStore(tb, dbURL)
 
 	start := time.Now()
 	p := startServe(tb, cfg, "--roles", "scheduler,ingest")
 	var projectID int64
-	deadline := start.Add(benchIngestLimit)
+	limit := max(benchIngestLimit, time.Duration(len(corpus))*benchMinRate)
+	deadline := start.Add(limit)
+	var handedOff time.Duration // start -> every message in the ledger
 	state := "nothing yet"
 	for {
 		if time.Now().After(deadline) {
 			dump := dumpGoroutines(p, be.name)
 			tb.Fatalf("%s: timed out after %s waiting for %d messages to have an outcome; last state: %s\nserve's goroutines: %s\nserve log:\n%s",
-				be.name, benchIngestLimit, len(corpus), state, dump, tail(p.out.String(), 40))
+				be.name, limit, len(corpus), state, dump, tail(p.out.String(), 40))
 		}
 		select {
 		case err := <-p.done:
@@ -216,6 +225,9 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 			}
 			projectID = proj.ID
 		}
+		if handedOff == 0 && cursorPast(tb, st, projectID, len(corpus)) {
+			handedOff = time.Since(start)
+		}
 		done, s, err := allProcessed(ctx, st, projectID, len(corpus))
 		if err != nil {
 			tb.Fatalf("%s: poll the ledger: %v", be.name, err)
@@ -227,6 +239,10 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 	}
 	wall := time.Since(start)
 	cpu := processCPU(tb, p.cmd.Process.Pid)
+	rss := peakRSS(tb, p.cmd.Process.Pid)
+	if handedOff == 0 {
+		handedOff = wall
+	}
 
 	rows := allInbound(tb, st)
 	var first, last time.Time
@@ -278,7 +294,8 @@ func endToEnd(tb testing.TB, stack *mailstack.Stack, deskAddr string, be benchBa
 		span = time.Nanosecond
 	}
 	n := float64(len(corpus))
-	return e2eResult{rate: n / wall.Seconds(), wall: wall, ledgerRate: n / span.Seconds(), ledgerSpan: span, serveCPU: cpu}
+	return e2eResult{rate: n / wall.Seconds(), wall: wall, ledgerRate: n / span.Seconds(), ledgerSpan: span, serveCPU: cpu,
+		handoffRate: n / handedOff.Seconds(), peakRSS: rss}
 }
 
 // processCPU returns the CPU time (user + system) process pid has used,
@@ -355,15 +372,46 @@ func allProcessed(ctx context.Context, st *store.Store, projectID int64, n int) 
 	if len(waiting) > 0 {
 		return false, fmt.Sprintf("inbound %d and maybe more wait for their outcome", waiting[0]), nil
 	}
-	// The n-th row of the ledger exists iff it holds at least n rows.
-	rows, _, err := st.ListInbound(ctx, store.InboundFilter{}, store.Page{Page: n, PerPage: 1})
-	if err != nil {
-		return false, "", err
-	}
-	if len(rows) == 0 {
-		return false, fmt.Sprintf("fewer than %d ledger rows, all processed", n), nil
+	full, err := ledgerHolds(ctx, st, n)
+	if err != nil || !full {
+		return false, fmt.Sprintf("fewer than %d ledger rows, all processed", n), err
 	}
 	return true, "", nil
+}
+
+// ledgerHolds reports whether the ledger has at least n rows: its n-th row
+// exists.
+func ledgerHolds(ctx context.Context, st *store.Store, n int) (bool, error) {
+	rows, _, err := st.ListInbound(ctx, store.InboundFilter{}, store.Page{Page: n, PerPage: 1})
+	return len(rows) > 0, err
+}
+
+// cursorPast reports whether the mailbox cursor of a fresh mailbox of n
+// mails (UIDs 1 to n) has reached UID n: the cursor moves only past mail
+// that is in the ledger, so then all of it is. A cheap query, unlike
+// counting the ledger.
+func cursorPast(tb testing.TB, st *store.Store, projectID int64, n int) bool {
+	states, err := st.MailboxStates(context.Background())
+	if err != nil {
+		tb.Fatalf("read mailbox cursors: %v", err)
+	}
+	for _, s := range states {
+		if s.ProjectID == projectID && s.LastUID >= uint32(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// peakRSS returns the peak resident set size of process pid (VmHWM of
+// /proc/<pid>/status) in bytes.
+func peakRSS(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	rss := vmHWM(pid)
+	if rss == 0 {
+		tb.Fatalf("no VmHWM in /proc/%d/status", pid)
+	}
+	return rss
 }
 
 type latencies struct{ p50, p99, max time.Duration }
@@ -389,8 +437,8 @@ func measureLatency(tb testing.TB, stack *mailstack.Stack, be benchBackend, run 
 	deskAddr := "latency-" + run.name + "@example.test"
 	stack.AddUser(tb, deskAddr, deskPass)
 	dbURL := be.url(tb)
-	benchRedis(tb)
-	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, run.poll)
+	benchRedis(tb, benchRedisDB)
+	cfg := writeBenchConfig(tb, stack, deskAddr, dbURL, run.poll, benchRedisDB)
 	if run.idle {
 		setIdle(tb, cfg)
 	}
@@ -565,7 +613,7 @@ func waitFor(tb testing.TB, p *proc, timeout time.Duration, what string, cond fu
 // writeBenchConfig writes a config for one desk: the given poll interval,
 // the benchmark's knobs, and SMTP at a closed local port so that thank-yous
 // are enqueued and their sends fail temporarily and back off.
-func writeBenchConfig(tb testing.TB, stack *mailstack.Stack, deskAddr, dbURL, poll string) string {
+func writeBenchConfig(tb testing.TB, stack *mailstack.Stack, deskAddr, dbURL, poll string, redisDB int) string {
 	tb.Helper()
 	imapHost, imapPort, _ := net.SplitHostPort(stack.IMAPAddr)
 	cfg := fmt.Sprintf(`
@@ -582,7 +630,7 @@ projects:
     address: %s
     imap: {host: %s, port: %s, security: none, username: %s, password: %s, poll_interval: %s, batch_size: %d}
     smtp: {host: 127.0.0.1, port: %d, security: none}
-`, benchRedisDB, dbURL, replySecret, benchConcurrency, deskAddr, imapHost, imapPort, deskAddr, deskPass, poll,
+`, redisDB, dbURL, replySecret, benchConcurrency, deskAddr, imapHost, imapPort, deskAddr, deskPass, poll,
 		benchBatchSize, closedPort(tb))
 	path := filepath.Join(tb.TempDir(), "servicedesk.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -605,11 +653,11 @@ func closedPort(tb testing.TB) int {
 
 // benchRedis flushes the benchmark's Redis database and returns a client
 // for it; the database is flushed again when the (sub-)benchmark ends.
-func benchRedis(tb testing.TB) *redis.Client {
+func benchRedis(tb testing.TB, db int) *redis.Client {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: benchRedisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DB: db})
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		tb.Fatalf("redis at 127.0.0.1:6379 (db %d) unreachable: %v", benchRedisDB, err)
+		tb.Fatalf("redis at 127.0.0.1:6379 (db %d) unreachable: %v", db, err)
 	}
 	tb.Cleanup(func() {
 		rdb.FlushDB(context.Background())
@@ -769,9 +817,16 @@ var benchDomains = []string{"customer.test", "acme-corp.test", "example.org", "m
 // one multipart/mixed with a 20-200 KB attachment. Every sender is
 // distinct, so that per-recipient caps on thank-yous never apply.
 func benchCorpus(n int, deskAddr, tag string) []benchMail {
+	out := make([]benchMail, 0, n)
+	eachBenchMail(n, deskAddr, tag, func(m benchMail) { out = append(out, m) })
+	return out
+}
+
+// eachBenchMail hands the mails of benchCorpus to fn one at a time, so
+// that a large corpus need not be held in memory.
+func eachBenchMail(n int, deskAddr, tag string, fn func(benchMail)) {
 	rng := rand.New(rand.NewPCG(2, 1))
 	base := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
-	out := make([]benchMail, n)
 	for i := range n {
 		name := benchNames[i%len(benchNames)]
 		domain := benchDomains[(i/len(benchNames))%len(benchDomains)]
@@ -842,9 +897,8 @@ func benchCorpus(n int, deskAddr, tag string) []benchMail {
 			writeTextPart(&b, cs, text)
 		}
 		m.raw = []byte(b.String())
-		out[i] = m
+		fn(m)
 	}
-	return out
 }
 
 // encodeWord encodes s as an RFC 2047 encoded word in cs.

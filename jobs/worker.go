@@ -42,6 +42,7 @@ type Worker struct {
 	ingest, notify *asynq.Server
 	ingestMux      *asynq.ServeMux
 	notifyMux      *asynq.ServeMux
+	fetch          *Fetcher
 }
 
 // NewWorker builds the two asynq servers on one Redis client.
@@ -63,7 +64,7 @@ func NewWorker(rdb redis.UniversalClient, fetch *Fetcher, proc *ProcessHandler, 
 		return min(d, 10*time.Minute)
 	}
 	alog := asynqLogger{logger.With("component", "asynq")}
-	w := &Worker{ingestMux: asynq.NewServeMux(), notifyMux: asynq.NewServeMux()}
+	w := &Worker{ingestMux: asynq.NewServeMux(), notifyMux: asynq.NewServeMux(), fetch: fetch}
 	w.ingest = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: o.Concurrency, Queues: map[string]int{QueueIngest: 6, QueueFetch: 3},
 		RetryDelayFunc: delay, ShutdownTimeout: o.ShutdownTimeout, Logger: alog, LogLevel: asynq.WarnLevel,
@@ -113,6 +114,9 @@ func (w *Worker) Stop(ctx context.Context) {
 			if srv != nil {
 				srv.Stop() // no new tasks on either before draining both
 			}
+		}
+		if w.fetch != nil {
+			w.fetch.Stop() // a backlog run ends after its batch
 		}
 		for _, srv := range []*asynq.Server{w.ingest, w.notify} {
 			if srv != nil {

@@ -32,6 +32,7 @@ var migrations = []migration{
 	{10, "outbound mail recorded on its ticket; answers to rejected mail", migrateConversation},
 	{11, "whole text of trimmed replies", migrateFullText},
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
+	{13, "indexes for the mailbox sync's ledger queries", migrateSyncIndexes},
 }
 
 // migrateInboundDesk adds inbound.desk_id, the project whose ledger shows
@@ -81,6 +82,26 @@ func migrateConversation(tx *gorm.DB) error {
 	for _, q := range []string{
 		`CREATE INDEX IF NOT EXISTS idx_notifications_outbound_id ON notifications (outbound_id)`,
 		`CREATE INDEX IF NOT EXISTS idx_inbound_answer ON inbound (outcome, answer_state)`,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateSyncIndexes lets the mailbox sync find the rows it works on
+// (processed but not yet flagged, fetched but not processed, flagged for
+// a refetch) from an index rather than by reading every row of the
+// project: without them each batch of a backlog cost a scan of the whole
+// ledger. (SQLite, which keeps no statistics, otherwise reads the
+// unprocessed rows through idx_inbound_project_received: every row
+// received before the cutoff.)
+func migrateSyncIndexes(tx *gorm.DB) error {
+	for _, q := range []string{
+		`CREATE INDEX IF NOT EXISTS idx_inbound_unapplied ON inbound (project_id, uid_validity, applied, id)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_unprocessed ON inbound (project_id, outcome, received_at)`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_refetch ON inbound (project_id, uid_validity, refetch, id)`,
 	} {
 		if err := tx.Exec(q).Error; err != nil {
 			return err

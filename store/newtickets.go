@@ -142,7 +142,9 @@ func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) (out []ticke
 			return nil, nil, fmt.Errorf("claim dedup keys: %w", err)
 		}
 		var owners []dedupKeyRow
-		if err := tx.Select("project_id", "key", "inbound_id").Where(`"key" IN ?`, names).Find(&owners).Error; err != nil {
+		// With project_id the unique index (project_id, key) finds the
+		// rows; "key" alone read every dedup key ever stored.
+		if err := tx.Select("project_id", "key", "inbound_id").Where(`project_id IN ? AND "key" IN ?`, projectIDs(ds, todo), names).Find(&owners).Error; err != nil {
 			return nil, nil, fmt.Errorf("read dedup keys: %w", err)
 		}
 		owner := make(map[string]int64, len(owners))
@@ -168,6 +170,17 @@ func (s *Store) commitNewTickets(tx *gorm.DB, ds []ticket.Delivery) (out []ticke
 	return out, later, nil
 }
 
+// projectIDs returns the distinct projects of ds[todo...].
+func projectIDs(ds []ticket.Delivery, todo []int) []int64 {
+	var ids []int64
+	for _, i := range todo {
+		if !slices.Contains(ids, ds[i].ProjectID) {
+			ids = append(ids, ds[i].ProjectID)
+		}
+	}
+	return ids
+}
+
 // insertNewTickets writes the deliveries ds[todo...], whose ledger rows
 // are locked and dedup keys claimed, and fills their results in out.
 func (s *Store) insertNewTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, out []ticket.Committed, now time.Time) error {
@@ -187,7 +200,9 @@ func (s *Store) insertNewTickets(tx *gorm.DB, ds []ticket.Delivery, todo []int, 
 		return fmt.Errorf("create tickets: %w", err)
 	}
 	var got []ticketRow
-	if err := tx.Select("id", "number").Where("number IN ?", temp).Find(&got).Error; err != nil {
+	// With project_id the unique index (project_id, number) finds the rows;
+	// number alone read every ticket (the 100,000-mail backlog benchmark).
+	if err := tx.Select("id", "number").Where("project_id IN ? AND number IN ?", projectIDs(ds, todo), temp).Find(&got).Error; err != nil {
 		return fmt.Errorf("read new tickets: %w", err)
 	}
 	ticketOf := make(map[int64]int64, len(got)) // inbound ID -> ticket ID

@@ -1,5 +1,5 @@
-// Package imaptest starts in-process IMAP servers (go-imap's
-// imapmemserver) for fast tests of code that speaks IMAP.
+// Package imaptest starts go-imap's in-process IMAP server (imapmemserver)
+// for tests: fast, no Dovecot, and with a handle on the user's folders.
 package imaptest
 
 import (
@@ -14,15 +14,27 @@ import (
 	"github.com/servicedesk/servicedesk/mailbox"
 )
 
-// MemServer starts an imapmemserver (IMAP4rev1 and IMAP4rev2, with IDLE)
-// with one user, user@example.test, whose INBOX exists and is empty, and
-// returns the config to log in as that user. It stops when the test ends.
+// MemServer starts an imapmemserver with one user, user@example.test
+// (password "pass"), whose INBOX exists and is empty, and returns the
+// config to log in as that user. It stops when the test ends.
 func MemServer(t testing.TB) mailbox.Config {
 	t.Helper()
+	cfg, _ := Start(t, "user@example.test", "pass")
+	return cfg
+}
+
+// Start serves one user with the given folders (INBOX always) on a
+// loopback port until the test ends, and returns the mailbox config to
+// reach it (plain IMAP, IMAP4rev2: UIDPLUS, MOVE, ESEARCH) and the user,
+// whose folders a test may delete and create again.
+func Start(t testing.TB, username, password string, folders ...string) (mailbox.Config, *imapmemserver.User) {
+	t.Helper()
 	mem := imapmemserver.New()
-	user := imapmemserver.NewUser("user@example.test", "pass")
-	if err := user.Create("INBOX", nil); err != nil {
-		t.Fatalf("create INBOX: %v", err)
+	user := imapmemserver.NewUser(username, password)
+	for _, name := range append([]string{"INBOX"}, folders...) {
+		if err := user.Create(name, nil); err != nil {
+			t.Fatalf("imaptest: create folder %s: %v", name, err)
+		}
 	}
 	mem.AddUser(user)
 	srv := imapserver.New(&imapserver.Options{
@@ -35,15 +47,15 @@ func MemServer(t testing.TB) mailbox.Config {
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		t.Fatalf("imaptest: listen: %v", err)
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return mailbox.Config{
 		Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Security: mailbox.SecurityNone,
-		Username: "user@example.test", Password: "pass",
+		Username: username, Password: password,
 		DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
-	}
+	}, user
 }
 
 type discardLogger struct{}
