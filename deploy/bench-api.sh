@@ -8,6 +8,7 @@
 # SERVICEDESK_BENCH_API_DURATION (default 5s) is the time per measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/bench-report.sh
 eval "export $(bash deploy/services.sh | tail -1)"
 export CGO_ENABLED=0
 log=/tmp/servicedesk-bench-api.log
@@ -18,15 +19,4 @@ go test -count=1 -run '^$' -bench TicketsAPI -benchtime 1x -timeout 20m ./cmd/se
 status=$?
 set -e
 
-echo
-echo "== tickets API benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-grep -E '^(knobs|populate|tickets API)' "$log" || true
-echo
-echo "== go test metrics"
-grep -E '^Benchmark' "$log" || true
-if [ "$status" -ne 0 ]; then
-  echo
-  echo "== FAILED (exit $status); the failures:"
-  grep -E -A8 -e '--- FAIL|^panic|apibench_test.go:[0-9]+:' "$log" | head -80
-fi
-exit "$status"
+bench_report "tickets API" '^(knobs|populate|tickets API)' "$log" "$status"

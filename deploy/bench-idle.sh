@@ -8,6 +8,7 @@
 # 2 cores; the full go test output is kept in /tmp/servicedesk-bench-idle.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/bench-report.sh
 eval "export $(bash deploy/services.sh | tail -1)"
 export CGO_ENABLED=0
 log=/tmp/servicedesk-bench-idle.log
@@ -23,15 +24,4 @@ set +e
 status=$?
 set -e
 
-echo
-echo "== idle benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
-grep -E '^(knobs|idle-latency|scheduler-round)' "$log" || true
-echo
-echo "== go test metrics"
-grep -E '^Benchmark' "$log" || true
-if [ "$status" -ne 0 ]; then
-  echo
-  echo "== FAILED (exit $status); the failures:"
-  grep -E -A8 -e '--- FAIL|^panic|_test.go:[0-9]+:' "$log" | head -80
-fi
-exit "$status"
+bench_report "idle" '^(knobs|idle-latency|scheduler-round)' "$log" "$status"

@@ -12,6 +12,7 @@
 # the full go test output is kept in /tmp/servicedesk-bench-outbound.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/bench-report.sh
 eval "export $(bash deploy/services.sh redis | tail -1)"
 export CGO_ENABLED=0
 log=/tmp/servicedesk-bench-outbound.log
@@ -22,15 +23,4 @@ go test -count=1 -run '^$' -bench Outbound -benchtime 1x -timeout 15m ./e2e >"$l
 status=$?
 set -e
 
-echo
-echo "== outbound benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
-grep -E '^(knobs|mail size|outbound |server refusals|peak RSS)' "$log" || true
-echo
-echo "== go test metrics"
-grep -E '^Benchmark' "$log" || true
-if [ "$status" -ne 0 ]; then
-  echo
-  echo "== FAILED (exit $status); the failures:"
-  grep -E -A8 -e '--- FAIL|^panic|_test.go:[0-9]+:' "$log" | head -80
-fi
-exit "$status"
+bench_report "outbound" '^(knobs|mail size|outbound |server refusals|peak RSS)' "$log" "$status"

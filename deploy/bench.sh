@@ -19,6 +19,7 @@
 # let you take CPU, block and mutex profiles of serve while it drains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/bench-report.sh
 eval "export $(bash deploy/services.sh | tail -1)"
 export CGO_ENABLED=0
 log=/tmp/servicedesk-bench.log
@@ -34,15 +35,4 @@ go test -count=1 -run '^$' -bench "$bench" -benchtime 1x -timeout 120m ./e2e >"$
 status=$?
 set -e
 
-echo
-echo "== $bench benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
-grep -E "$lines" "$log" || true
-echo
-echo "== go test metrics"
-grep -E '^Benchmark' "$log" || true
-if [ "$status" -ne 0 ]; then
-  echo
-  echo "== FAILED (exit $status); the failures:"
-  grep -E -A8 -e '--- FAIL|^panic|bench_test.go:[0-9]+:' "$log" | head -80
-fi
-exit "$status"
+bench_report "$bench" "$lines" "$log" "$status"
