@@ -80,8 +80,13 @@ projects:
 				ts := tickets(t, st)
 				return len(ts) == n, fmt.Sprintf("%d tickets", len(ts))
 			})
-			done := fake.FolderID("Done")
+			// The move follows the commit, in the next fetch: the folder is
+			// created then.
 			eventually(t, 60*time.Second, "every message moved to Done", func() (bool, string) {
+				done, ok := fake.LookupFolder("Done")
+				if !ok {
+					return false, "no folder Done yet"
+				}
 				moved := 0
 				for _, id := range ids {
 					if fake.Message(id).Folder == done {

@@ -71,7 +71,7 @@ func NewFetcher(st FetchStore, dial Dialer, enq *Enqueuer, desks []Desk, maxSize
 func (f *Fetcher) syncer() *mailsync.Syncer {
 	f.once.Do(func() {
 		f.syncr = mailsync.New(f.store, f.dial, mailsync.QueueFunc(f.enqueueProcess), &mailsync.Options{
-			MaxMessageSize: f.maxSize, LeaseTTL: f.LeaseTTL, Logger: f.log, Now: f.now,
+			MaxMessageSize: f.maxSize, LeaseTTL: f.LeaseTTL, Logger: slog.New(taskIDHandler{f.log.Handler()}), Now: f.now,
 			Stored:   f.Handoff.put,
 			Rejected: func(project string) { f.metrics.outcome(project, ticket.OutcomeRejected) },
 			Fetched:  f.metrics.fetched,

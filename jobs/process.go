@@ -170,6 +170,26 @@ func (h *SendHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // taskLog returns l with the ID of the asynq task that ctx runs, so that
 // every line a handler logs can be found with its task in the monitor.
+// taskIDHandler adds the asynq task ID of the record's context, as taskLog
+// does, to what code that knows nothing of asynq (mailsync) logs with a
+// context.
+type taskIDHandler struct{ slog.Handler }
+
+func (h taskIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id, ok := asynq.GetTaskID(ctx); ok {
+		r.AddAttrs(slog.String("task_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h taskIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return taskIDHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h taskIDHandler) WithGroup(name string) slog.Handler {
+	return taskIDHandler{h.Handler.WithGroup(name)}
+}
+
 func taskLog(ctx context.Context, l *slog.Logger) *slog.Logger {
 	if id, ok := asynq.GetTaskID(ctx); ok {
 		return l.With("task_id", id)

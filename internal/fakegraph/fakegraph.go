@@ -122,6 +122,19 @@ func (f *Server) FolderID(name string) string {
 	return f.folderNamed(name).id
 }
 
+// LookupFolder returns the ID of the folder named name, if there is one
+// (a move target is created on first use).
+func (f *Server) LookupFolder(name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fo := range f.folders {
+		if strings.EqualFold(fo.name, name) {
+			return fo.id, true
+		}
+	}
+	return "", false
+}
+
 func (f *Server) folderNamed(name string) *fakeFolder {
 	for _, fo := range f.folders {
 		if strings.EqualFold(fo.name, name) {
