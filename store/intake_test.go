@@ -33,7 +33,7 @@ func setupIntake(t *testing.T, e *env) *intakeBundle {
 		{ID: ps[1].ID, Key: "beta", Address: ps[1].Address, Aliases: []string{"billing@beta.test"}},
 	}
 	proc := ingest.NewProcessor(e.s, keys, desks, &ingest.Options{
-		Intake:   &ingest.Intake{ID: in[0].ID, Address: in[0].Address},
+		Intake: &ingest.Intake{ID: in[0].ID, Address: in[0].Address},
 	})
 	return &intakeBundle{e: e, acme: ps[0], beta: ps[1], intake: in[0], proc: proc}
 }
