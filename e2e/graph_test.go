@@ -31,17 +31,7 @@ func TestGraphDeskThroughServe(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := &deskEnv{t: t, dbURL: b.url(t), httpAddr: freeAddr(t), config: filepath.Join(dir, "servicedesk.yaml")}
-			cfg := fmt.Sprintf(`
-redis: {url: %q}
-database: {url: %q}
-http:
-  listen: %s
-  tokens: [{name: e2e, token: %s, role: admin}]
-mail: {reply_key_secret: %s}
-scheduler: {tick: 200ms}
-worker: {shutdown_timeout: 10s}
-log: {level: info, format: text}
-projects:
+			cfg := configHead(t, e) + fmt.Sprintf(`projects:
   - key: acme
     address: %s
     graph:
@@ -56,7 +46,7 @@ projects:
       authority_url: %s
       api_url: %s/v1.0
     smtp: {host: %s, port: %d, security: none, username: %s, password: smtp-pw}
-`, redisURL(t), e.dbURL, e.httpAddr, adminToken, replySecret, fake.User, fake.Tenant, fake.ClientID, secretFile,
+`, fake.User, fake.Tenant, fake.ClientID, secretFile,
 				fake.URL, fake.URL, smtpHost, smtpPort, fake.User)
 			if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)

@@ -469,3 +469,20 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 	}
 	return host, n
 }
+
+// configHead is the top of a test's config, above its mailboxes: e's Redis
+// (the test's own database), database and listener, the admin token, the
+// reply key secret, a fast scheduler and text logs.
+func configHead(t *testing.T, e *deskEnv) string {
+	return fmt.Sprintf(`
+redis: {url: %q}
+database: {url: %q}
+http:
+  listen: %s
+  tokens: [{name: e2e, token: %s, role: admin}]
+mail: {reply_key_secret: %s}
+scheduler: {tick: 200ms}
+worker: {shutdown_timeout: 10s}
+log: {level: info, format: text}
+`, redisURL(t), e.dbURL, e.httpAddr, adminToken, replySecret)
+}

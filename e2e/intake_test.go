@@ -47,17 +47,7 @@ func newIntakeEnv(t *testing.T, stack *mailstack.Stack, b backend, intake, extra
 	e := &deskEnv{t: t, stack: stack, dbURL: b.url(t), httpAddr: freeAddr(t)}
 	local, domain, _ := strings.Cut(intake, "@")
 	smtp := fmt.Sprintf("{host: %s, port: %s, security: none}", smtpHost, smtpPort)
-	cfg := fmt.Sprintf(`
-redis: {url: %q}
-database: {url: %q}
-http:
-  listen: %s
-  tokens: [{name: e2e, token: %s, role: admin}]
-mail: {reply_key_secret: %s}
-scheduler: {tick: 200ms}
-worker: {shutdown_timeout: 10s}
-log: {level: info, format: text}
-intake:
+	cfg := configHead(t, e) + fmt.Sprintf(`intake:
   address: %s
   imap: {host: %s, port: %s, security: none, password: %s, poll_interval: 1s, batch_size: 40,
          after_processing: move, processed_folder: Routed}
@@ -72,7 +62,7 @@ projects:
     address: %s
     aliases: [%s]
     smtp: %s
-%s`, redisURL(t), e.dbURL, e.httpAddr, adminToken, replySecret, intake, imapHost, imapPort, deskPass,
+%s`, intake, imapHost, imapPort, deskPass,
 		local, domain, smtp, betaDesk, smtp, gammaDesk, gammaAlias, smtp, extra)
 	e.config = filepath.Join(t.TempDir(), "servicedesk.yaml")
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
