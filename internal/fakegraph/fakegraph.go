@@ -127,21 +127,29 @@ func (f *Server) FolderID(name string) string {
 func (f *Server) LookupFolder(name string) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fo := range f.folders {
-		if strings.EqualFold(fo.name, name) {
-			return fo.id, true
-		}
+	if fo := f.findFolder(name); fo != nil {
+		return fo.id, true
 	}
 	return "", false
 }
 
+// folderNamed is the folder named name; the test fails without one.
 func (f *Server) folderNamed(name string) *fakeFolder {
+	fo := f.findFolder(name)
+	if fo == nil {
+		f.t.Fatalf("fake graph: no folder %q", name)
+	}
+	return fo
+}
+
+// findFolder is the folder named name, ignoring case, or nil. The caller
+// holds f.mu.
+func (f *Server) findFolder(name string) *fakeFolder {
 	for _, fo := range f.folders {
 		if strings.EqualFold(fo.name, name) {
 			return fo
 		}
 	}
-	f.t.Fatalf("fake graph: no folder %q", name)
 	return nil
 }
 
