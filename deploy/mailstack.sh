@@ -87,9 +87,9 @@ ensure_installed() {
   flock 9
   if ! installed; then
     log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
     log "installing dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd openssl util-linux"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
       dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd openssl util-linux >/dev/null
     installed || die "installed the mail stack's packages, but they are not complete (users, groups, modules)"
   fi

@@ -7,17 +7,19 @@ set -euo pipefail
 log() { printf 'services: %s\n' "$*" >&2; }
 apt_updated=
 # apt_install takes the lock deploy/mailstack.sh takes: two installers at
-# once would fail on dpkg's own lock.
+# once would fail on dpkg's own lock. An apt-get of somebody else's (a
+# fresh cloud machine's unattended-upgrades) is waited for, up to 10 min,
+# instead of failing the set-up.
 apt_install() {
   mkdir -p /var/lock
   (
     flock 9
     if [ -z "$apt_updated" ]; then
       log "apt-get update"
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
     fi
     log "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
   ) 9>/var/lock/servicedesk-install.lock
   apt_updated=1
 }
