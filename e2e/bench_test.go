@@ -506,6 +506,7 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 // senders, every message parses and is ordinary customer mail, the charsets
 // decode, and every tenth message carries a 20-200 KB attachment.
 func TestBenchCorpus(t *testing.T) {
+	t.Parallel()
 	const n = 200
 	corpus := benchCorpus(n, "bench@example.test", "unit")
 	ids, senders := map[string]bool{}, map[string]bool{}
@@ -558,6 +559,7 @@ func TestBenchCorpus(t *testing.T) {
 }
 
 func TestPercentile(t *testing.T) {
+	t.Parallel()
 	hundred := make([]time.Duration, 100)
 	for i := range hundred {
 		hundred[i] = time.Duration(i+1) * time.Millisecond

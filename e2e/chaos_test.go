@@ -47,6 +47,7 @@ const (
 // thank-you; it prints what was lost or doubled (all 0) and both drain
 // times.
 func TestChaos(t *testing.T) {
+	t.Parallel()
 	n := 10000
 	if s := os.Getenv("SERVICEDESK_CHAOS_MAILS"); s != "" {
 		v, err := strconv.Atoi(s)

@@ -24,6 +24,7 @@ import (
 // scripts never cross slots; our task IDs hold no braces, so they never
 // make a hash tag of their own.
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	nodes := startRedisCluster(t, 3)
 	var addrs []string

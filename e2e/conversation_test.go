@@ -19,6 +19,7 @@ import (
 // the new ticket and of the reply; a recipient OpenSMTPD refuses shows as
 // failed with the server's reason.
 func TestConversation(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	d := startOutboundDesk(t, stack, backends[0], false)
 	d.tag = "conv"

@@ -64,6 +64,7 @@ func assertExactlyOnce(t *testing.T, env *deskEnv, n int, timeout time.Duration)
 // 500-message backlog and starts it again: every message still becomes
 // exactly one ticket and one ledger row.
 func TestCrashMidBacklog(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -92,6 +93,7 @@ func TestCrashMidBacklog(t *testing.T) {
 // TestTwoServersOneMailbox runs two full servers against the same mailbox,
 // Redis and database: no message is ingested twice.
 func TestTwoServersOneMailbox(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {

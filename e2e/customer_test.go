@@ -30,6 +30,7 @@ import (
 // path, and the page's button in the browser), and the next note reaches
 // only who stayed subscribed.
 func TestCustomerLinks(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	d := startOutboundDesk(t, stack, backends[0], false)
 	grace, hank, ivy, jack := d.customer(t, "grace"), d.customer(t, "hank"), d.customer(t, "ivy"), d.customer(t, "jack")

@@ -19,6 +19,7 @@ import (
 // folder after its outcome is committed, waits out throttling, and a
 // restarted serve ingests nothing twice.
 func TestGraphDeskThroughServe(t *testing.T) {
+	t.Parallel()
 	const n = 12
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {

@@ -1,6 +1,10 @@
 // Package e2e runs the servicedesk binary against real servers: Redis,
 // SQLite or PostgreSQL, Dovecot (IMAP + LMTP) and OpenSMTPD, started on
 // loopback by internal/mailstack. Nothing here is mocked.
+//
+// Every test calls t.Parallel: it owns its mail stack, its Redis database
+// (redisURL) or redis-server, its SQLite file or PostgreSQL schema, and its
+// HTTP port, so a new test must take nothing shared either.
 package e2e
 
 import (

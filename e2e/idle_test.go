@@ -15,6 +15,7 @@ import (
 // ticket within seconds: the scheduler's IDLE watcher queues the fetch,
 // and /metrics shows the watcher up and its last event.
 func TestIdleMailboxTurnsMailIntoATicketWithinSecondsThoughPolledHourly(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	e := newDesk(t, stack, backends[0], envOptions{pollInterval: "1h"})
 	setIdle(t, e.config)

@@ -103,6 +103,7 @@ func (e *intakeEnv) viaPostfixAlias(m custMail) custMail {
 // mail naming no desk is a dead letter, never answered and left in the
 // intake mailbox, while routed mail is moved out of it.
 func TestIntakeRoutesMailToItsDesks(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -318,6 +319,7 @@ func countMessages(t *testing.T, stack *mailstack.Stack, user, folder string) in
 // SIGKILL halfway and replaced: every mail is routed to its desk exactly
 // once, one ledger row and one ticket each.
 func TestIntakeExactlyOnceAcrossServersAndACrash(t *testing.T) {
+	t.Parallel()
 	const perDesk = 100
 	stack := mailstack.Start(t)
 	for _, b := range backends {

@@ -137,6 +137,7 @@ func (d *oauthDesk) thankYous(t *testing.T, n int) {
 // (client credentials, scope .default, XOAUTH2 for IMAP and SMTP) against
 // Dovecot's oauth2 passdb.
 func TestOAuth2ClientCredentialsMailbox(t *testing.T) {
+	t.Parallel()
 	d := newOAuthDesk(t)
 	d.ts.SetAppUser(desk)
 	m365 := func(secret string) string {
@@ -183,6 +184,7 @@ func TestOAuth2ClientCredentialsMailbox(t *testing.T) {
 // every refresh) against real Dovecot whose oauth2 passdb decides whether
 // each token is valid: the server, not our code.
 func TestOAuth2Mailbox(t *testing.T) {
+	t.Parallel()
 	d := newOAuthDesk(t)
 	ts, stack := d.ts, d.stack
 	ts.SetRotation(true)
@@ -317,6 +319,7 @@ func TestOAuth2Mailbox(t *testing.T) {
 // app-only tokens routes mail to its desk, and check shows its token
 // lines.
 func TestOAuth2IntakeMailbox(t *testing.T) {
+	t.Parallel()
 	d := newOAuthDesk(t)
 	const intake = "incoming@intake.test"
 	d.ts.SetAppUser(intake)

@@ -169,6 +169,7 @@ func mailWithAttachment(from, to, cc string) []byte {
 // endpoint, redaction for guests, metrics, the monitor in a browser, and
 // that no configured secret leaks anywhere.
 func TestOperatorSurface(t *testing.T) {
+	t.Parallel()
 	d := startOpDesk(t)
 	t.Run("every endpoint answers each role as the contract says", d.testRoles)
 	t.Run("a guest's answers carry no full address in any field", d.testGuestRedaction)

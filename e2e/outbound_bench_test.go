@@ -655,6 +655,7 @@ func outbWaitLog(tb testing.TB, p *proc, line string, timeout time.Duration) {
 }
 
 func TestOutbStripTrace(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, raw, want string
 	}{
@@ -688,6 +689,7 @@ func TestOutbStripTrace(t *testing.T) {
 }
 
 func TestOutbProcStatusReadsOwnMemory(t *testing.T) {
+	t.Parallel()
 	m := outbProcStatus(t, os.Getpid())
 	if m.rss <= 0 || m.hwm < m.rss {
 		t.Fatalf("own VmRSS %d, VmHWM %d; want 0 < VmRSS <= VmHWM", m.rss, m.hwm)

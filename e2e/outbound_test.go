@@ -24,6 +24,7 @@ import (
 // The attachment and threading cases run on PostgreSQL too; the rest on
 // SQLite. Subtests run one after another: the last one stops OpenSMTPD.
 func TestOutbound(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	for _, b := range []backend{backends[1], backends[0]} { // postgres first: sqlite's run ends with SMTP down and up
 		full := b.name == "sqlite"

@@ -21,6 +21,7 @@ import (
 // once, an auto-reply is never answered, and oversized mail is a dead
 // letter that stays in the mailbox.
 func TestPipeline(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {

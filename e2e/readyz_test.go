@@ -15,6 +15,7 @@ import (
 // within two seconds, each answer within about one, and 200 again once
 // Redis is back on the same port.
 func TestReadyzFollowsRedis(t *testing.T) {
+	t.Parallel()
 	rds := startPrivateRedis(t)
 	httpAddr := freeAddr(t)
 	dbURL := "sqlite://" + filepath.Join(t.TempDir(), "desk.db")

@@ -17,6 +17,7 @@ import (
 // to scale them apart: a mail becomes a ticket in the first, its thank-you
 // leaves from the second, and with only the first running nothing is sent.
 func TestSplitRoles(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	deskAddr := "roles-desk@example.test"
 	customer := "roles-customer@customer.test"

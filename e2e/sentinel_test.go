@@ -21,6 +21,7 @@ import (
 // ledger row and one ticket with exactly one thank-you, none mailed twice;
 // /readyz answers 503 while there is no master and 200 again afterwards.
 func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
 	const mails = 2000
 	ctx := context.Background()
 	stack := mailstack.Start(t)

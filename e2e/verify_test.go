@@ -13,6 +13,7 @@ import (
 // SMTP credentials, an unreachable SMTP host and a mail that never comes
 // back each give their own code, and check shows the last result.
 func TestVerifyProjectAddress(t *testing.T) {
+	t.Parallel()
 	stack := mailstack.Start(t)
 	b := backends[0] // sqlite: the flow is the same on both databases
 	deskAddr := "verify-desk@example.test"
