@@ -91,7 +91,7 @@ func BenchmarkBacklog(b *testing.B) {
 				}
 			}
 			rates, rsss := map[string]float64{}, map[string]int64{}
-			for _, be := range benchBackends {
+			for _, be := range benchBackends(b) {
 				r := endToEnd(b, stack, addr, be, corpus, backlogRedisDB)
 				rates[be.name], rsss[be.name] = r.rate, r.peakRSS
 				note := ""

@@ -60,9 +60,28 @@ type benchBackend struct {
 	url  func(tb testing.TB) string
 }
 
-var benchBackends = []benchBackend{
+var allBenchBackends = []benchBackend{
 	{"sqlite", func(tb testing.TB) string { return "sqlite://" + filepath.Join(tb.TempDir(), "desk.db") }},
 	{"postgres", benchPostgresURL},
+}
+
+// benchBackends returns the databases a benchmark runs on: both, or those
+// named in BENCH_BACKENDS (comma-separated, e.g. "postgres" while
+// profiling one of them).
+func benchBackends(tb testing.TB) []benchBackend {
+	spec := os.Getenv("BENCH_BACKENDS")
+	if spec == "" {
+		return allBenchBackends
+	}
+	var out []benchBackend
+	for name := range strings.SplitSeq(spec, ",") {
+		i := slices.IndexFunc(allBenchBackends, func(b benchBackend) bool { return b.name == strings.TrimSpace(name) })
+		if i < 0 {
+			tb.Fatalf("BENCH_BACKENDS=%q: %q is neither sqlite nor postgres", spec, name)
+		}
+		out = append(out, allBenchBackends[i])
+	}
+	return out
 }
 
 // BenchmarkIngest is issue 2's benchmark. b.N is ignored: one iteration is
@@ -83,7 +102,7 @@ func BenchmarkIngest(b *testing.B) {
 		benchBatchSize, benchConcurrency, benchPoll)
 	fmt.Println("end to end = fetch -> parse -> persist -> thank-you enqueued (no notify process runs: sends are not measured)")
 
-	for _, be := range benchBackends {
+	for _, be := range benchBackends(b) {
 		b.Run(be.name, func(b *testing.B) {
 			// The ceiling first, on the same mailbox, right before the
 			// figure it is compared with.
@@ -107,7 +126,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(e2e.serveCPU.Seconds()/e2e.wall.Seconds(), "serve_cores")
 		})
 	}
-	for _, be := range benchBackends {
+	for _, be := range benchBackends(b) {
 		b.Run("latency-"+be.name, func(b *testing.B) {
 			l := arrivalLatency(b, stack, be)
 			b.ReportMetric(0, "ns/op")

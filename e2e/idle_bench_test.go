@@ -33,7 +33,7 @@ const benchIdleFloorMsgs = 20
 // Dovecot and SQLite. b.N is ignored: run it with -benchtime 1x.
 func BenchmarkIdleLatency(b *testing.B) {
 	stack := mailstack.Start(b)
-	be := benchBackends[0] // sqlite: the latency is the mailbox's, not the database's
+	be := allBenchBackends[0] // sqlite: the latency is the mailbox's, not the database's
 	runs := []latencyRun{
 		{name: "idle", poll: "60s", idle: true},
 		{name: "polling", poll: benchLatencyPoll},
