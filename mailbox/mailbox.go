@@ -355,15 +355,46 @@ func (c *Client) searchAfter(after uint32, limit int) ([]uint32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
-	var uids []uint32
-	for _, uid := range data.AllUIDs() {
-		if uint32(uid) > after {
-			uids = append(uids, uint32(uid))
-		}
+	all, _ := data.All.(imap.UIDSet)
+	uids, err := firstUIDsAfter(all, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
 	}
-	slices.Sort(uids)
-	if limit > 0 && len(uids) > limit {
-		uids = uids[:limit]
+	return uids, nil
+}
+
+// firstUIDsAfter returns the lowest UIDs of set above after, ascending and
+// without repeats, at most limit (0: all). It walks the set's ranges
+// rather than expanding them: with 100,000 messages waiting, each batch of
+// a drain would otherwise build and sort a slice of every UID left. A set
+// holding "*" is the server's error (RFC 9051 answers numbers), not a
+// panic, as expanding it in go-imap would be.
+func firstUIDsAfter(set imap.UIDSet, after uint32, limit int) ([]uint32, error) {
+	ranges := make([]imap.UIDRange, 0, len(set))
+	for _, r := range set {
+		if r.Start == 0 || r.Stop == 0 {
+			return nil, fmt.Errorf("the server answered a UID set with \"*\" (%s)", set)
+		}
+		lo, hi := min(r.Start, r.Stop), max(r.Start, r.Stop)
+		if uint32(hi) <= after {
+			continue
+		}
+		ranges = append(ranges, imap.UIDRange{Start: max(lo, imap.UID(after+1)), Stop: hi})
+	}
+	slices.SortFunc(ranges, func(a, b imap.UIDRange) int { return cmp.Compare(a.Start, b.Start) })
+	var uids []uint32
+	next := after + 1 // the lowest UID not yet taken
+	for _, r := range ranges {
+		for uid := max(uint32(r.Start), next); uid <= uint32(r.Stop); uid++ {
+			if limit > 0 && len(uids) == limit {
+				return uids, nil
+			}
+			uids = append(uids, uid)
+			next = uid + 1
+			if uid == ^uint32(0) {
+				break
+			}
+		}
 	}
 	return uids, nil
 }
