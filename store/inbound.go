@@ -403,8 +403,8 @@ func (s *Store) UnappliedInbound(ctx context.Context, projectID int64, uidValidi
 	}
 	var rows []inboundView
 	err := inboundQuery(s.db.WithContext(ctx)).
-		Where("inbound.project_id = ? AND inbound.uid_validity = ? AND inbound.applied = ? AND inbound.outcome IN ?",
-			projectID, int64(uidValidity), false, final).
+		Where("inbound.project_id = ? AND inbound.uid_validity = ? AND inbound."+pendingApply+" AND inbound.outcome IN ?",
+			projectID, int64(uidValidity), final).
 		Order("inbound.id").Limit(limitOr(limit)).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("list unapplied inbound of project %d: %w", projectID, err)
@@ -429,7 +429,7 @@ func (s *Store) MarkApplied(ctx context.Context, ids []int64) error {
 func (s *Store) RefetchInbound(ctx context.Context, projectID int64, uidValidity uint32, limit int) ([]ticket.Inbound, error) {
 	var rows []inboundView
 	err := inboundQuery(s.db.WithContext(ctx)).
-		Where("inbound.project_id = ? AND inbound.uid_validity = ? AND inbound.refetch = ?", projectID, int64(uidValidity), true).
+		Where("inbound.project_id = ? AND inbound.uid_validity = ? AND inbound."+pendingRefetch, projectID, int64(uidValidity)).
 		Order("inbound.id").Limit(limitOr(limit)).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("list inbound to refetch of project %d: %w", projectID, err)

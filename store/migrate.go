@@ -33,6 +33,7 @@ var migrations = []migration{
 	{11, "whole text of trimmed replies", migrateFullText},
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
 	{13, "indexes for the mailbox sync's ledger queries", migrateSyncIndexes},
+	{14, "the sync's indexes of pending rows are partial: only those rows", migratePartialSyncIndexes},
 }
 
 // migrateInboundDesk adds inbound.desk_id, the project whose ledger shows
@@ -109,6 +110,38 @@ func migrateSyncIndexes(tx *gorm.DB) error {
 	}
 	return nil
 }
+
+// migratePartialSyncIndexes replaces two indexes of step 13 by partial
+// ones holding only the rows the sync looks for: those whose
+// after_processing is not done yet, and those flagged for a refetch. They
+// stay small however long the ledger grows, and, above all, the planner
+// can no longer take them for the batch's UID lookup (project_id,
+// uid_validity, uid IN ...): on PostgreSQL without statistics (a fresh
+// schema, or autovacuum off) it took idx_inbound_refetch, whose first two
+// columns match too, and filtered every row of the project by UID, once
+// per batch: a 100,000 mail backlog drained at two thirds of the rate of
+// a 2,000 one. The queries spell the predicates as literals, as the
+// indexes do, so that SQLite and a generic PostgreSQL plan can use them.
+func migratePartialSyncIndexes(tx *gorm.DB) error {
+	for _, q := range []string{
+		`DROP INDEX IF EXISTS idx_inbound_unapplied`,
+		`DROP INDEX IF EXISTS idx_inbound_refetch`,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_pending_apply ON inbound (project_id, uid_validity, id) WHERE ` + pendingApply,
+		`CREATE INDEX IF NOT EXISTS idx_inbound_pending_refetch ON inbound (project_id, uid_validity, id) WHERE ` + pendingRefetch,
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The predicates of the partial indexes of step 14, which the queries
+// that use them must contain word for word.
+const (
+	pendingApply   = "applied = false"
+	pendingRefetch = "refetch = true"
+)
 
 // migrateProjectMailIndex lets the project's ceiling on automatic mail
 // count one hour of its notifications from an index rather than every
