@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -252,9 +253,14 @@ func (s *Store) RecordFetchedBatch(ctx context.Context, projectID int64, uidVali
 		if err != nil {
 			return fmt.Errorf("insert ledger rows: %w", err)
 		}
+		// The range makes the UID part of the index scan whatever the
+		// planner believes: PostgreSQL without statistics (a fresh
+		// schema, autovacuum off) read every row of the folder through
+		// inbound_uid's first two columns and filtered them by the IN
+		// list, once per batch.
 		var got []inboundRow
-		err = tx.Select("id", "uid").Where("project_id = ? AND uid_validity = ? AND uid IN ?",
-			projectID, int64(uidValidity), uids).Find(&got).Error
+		err = tx.Select("id", "uid").Where("project_id = ? AND uid_validity = ? AND uid BETWEEN ? AND ? AND uid IN ?",
+			projectID, int64(uidValidity), slices.Min(uids), slices.Max(uids), uids).Find(&got).Error
 		if err != nil {
 			return fmt.Errorf("read ledger rows: %w", err)
 		}

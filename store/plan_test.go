@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -31,17 +32,20 @@ func TestSyncQueriesReadTheirOwnIndexes(t *testing.T) {
 		}
 		for _, tc := range []struct {
 			name, index string
-			run         func(s *Store) error
+			// cond, when set, must match the plan: a condition the index
+			// scan itself applies, not a filter of the rows it read.
+			cond *regexp.Regexp
+			run  func(s *Store) error
 		}{
-			{"the batch's UID lookup", "inbound_uid", func(s *Store) error {
+			{"the batch's UID lookup", "inbound_uid", uidInIndex, func(s *Store) error {
 				_, err := s.RecordFetchedBatch(ctx, p.ID, 7, []Fetched{{UID: 2999, Raw: []byte("raw 2999")}, {UID: 3001, Raw: []byte("raw 3001")}})
 				return err
 			}},
-			{"the rows whose after_processing is due", "idx_inbound_pending_apply", func(s *Store) error {
+			{"the rows whose after_processing is due", "idx_inbound_pending_apply", nil, func(s *Store) error {
 				_, err := s.UnappliedInbound(ctx, p.ID, 7, 1000)
 				return err
 			}},
-			{"the rows flagged for a refetch", "idx_inbound_pending_refetch", func(s *Store) error {
+			{"the rows flagged for a refetch", "idx_inbound_pending_refetch", nil, func(s *Store) error {
 				_, err := s.RefetchInbound(ctx, p.ID, 7, 100)
 				return err
 			}},
@@ -55,11 +59,19 @@ func TestSyncQueriesReadTheirOwnIndexes(t *testing.T) {
 					if !strings.Contains(plan, tc.index) {
 						t.Errorf("%s\nreads no %s:\n%s", q, tc.index, plan)
 					}
+					if tc.cond != nil && !tc.cond.MatchString(plan) {
+						t.Errorf("%s\nreads %s without the UID in its condition (it filters every row of the folder):\n%s", q, tc.index, plan)
+					}
 				}
 			})
 		}
 	})
 }
+
+// uidInIndex matches a plan whose index scan applies a condition on uid
+// (PostgreSQL's "Index Cond: (... (uid >= ...", SQLite's "USING INDEX
+// inbound_uid (project_id=? AND uid_validity=? AND uid>? ...").
+var uidInIndex = regexp.MustCompile(`Index Cond: .*\(uid (>=|<=|=)|inbound_uid \(.*AND uid[<>=]`)
 
 // explainQueries runs fn on a store of e's database and returns the plan
 // of every SELECT it ran on table (by its SQL, planned with its values), as
