@@ -50,17 +50,9 @@ func DialIdle(ctx context.Context, cfg Config, logger *slog.Logger) (*IdleConn, 
 		return nil, err
 	}
 	w.c = c
-	var caps imap.CapSet
-	err = c.run(ctx, c.cfg.CommandTimeout, func() error {
-		caps = c.ic.Caps()
-		return nil
-	})
-	if err == nil && !caps.Has(imap.CapIdle) && !caps.Has(imap.CapIMAP4rev2) {
-		err = ErrNoIdle
-	}
-	if err != nil {
+	if err := c.CheckIdle(ctx); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("capabilities: %w", err)
+		return nil, err
 	}
 	folder := c.cfg.Folder
 	err = c.run(ctx, c.cfg.CommandTimeout, func() error {
@@ -146,3 +138,21 @@ func (w *IdleConn) Wait(ctx context.Context, d time.Duration) (bool, error) {
 // Close logs out and closes the connection. It is safe to call more than
 // once.
 func (w *IdleConn) Close() error { return w.c.Close() }
+
+// CheckIdle returns nil when the server offers IDLE (RFC 2177), or
+// IMAP4rev2, which includes it, and an error matching ErrNoIdle when it
+// offers neither.
+func (c *Client) CheckIdle(ctx context.Context) error {
+	var caps imap.CapSet
+	err := c.run(ctx, c.cfg.CommandTimeout, func() error {
+		caps = c.ic.Caps()
+		return nil
+	})
+	if err == nil && !caps.Has(imap.CapIdle) && !caps.Has(imap.CapIMAP4rev2) {
+		err = ErrNoIdle
+	}
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	return nil
+}

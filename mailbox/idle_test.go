@@ -1,15 +1,14 @@
 package mailbox_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/servicedesk/servicedesk/internal/imaptest"
 	"github.com/servicedesk/servicedesk/internal/mailstack"
 	"github.com/servicedesk/servicedesk/internal/tcpproxy"
 	"github.com/servicedesk/servicedesk/mailbox"
@@ -159,8 +158,25 @@ func TestIdleMemServer(t *testing.T) {
 		}
 	})
 
+	t.Run("CheckIdle says whether the server offers IDLE", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			cfg  mailbox.Config
+			want error
+		}{{"IMAP4rev2", memServer(t), nil}, {"IMAP4rev1 without IDLE", imaptest.NoIdle(t), mailbox.ErrNoIdle}} {
+			c, err := mailbox.Dial(t.Context(), tc.cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CheckIdle(t.Context()); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Errorf("%s: CheckIdle = %v; want %v", tc.name, err, tc.want)
+			}
+			c.Close()
+		}
+	})
+
 	t.Run("a server without IDLE is ErrNoIdle and permanent", func(t *testing.T) {
-		_, err := mailbox.DialIdle(t.Context(), noIdleServer(t), nil)
+		_, err := mailbox.DialIdle(t.Context(), imaptest.NoIdle(t), nil)
 		if !errors.Is(err, mailbox.ErrNoIdle) || mailbox.Temporary(err) {
 			t.Fatalf("DialIdle on a server without IDLE = %v; want ErrNoIdle, not temporary", err)
 		}
@@ -176,34 +192,5 @@ func TestIdleDovecot(t *testing.T) {
 		user := fmt.Sprintf("idle%d@example.test", n)
 		stack.AddUser(t, user, mailstack.Password)
 		return stack.IMAPConfig(user, mailstack.Password)
-	})
-}
-
-// noIdleServer speaks just enough IMAP4rev1 to log in and list its
-// capabilities, which lack IDLE.
-func noIdleServer(t *testing.T) mailbox.Config {
-	t.Helper()
-	return scriptedServer(t, func(conn net.Conn) {
-		fmt.Fprint(conn, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] no idle here\r\n")
-		r := bufio.NewReader(conn)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-			cmd, _, _ := strings.Cut(rest, " ")
-			switch strings.ToUpper(cmd) {
-			case "LOGIN":
-				fmt.Fprintf(conn, "%s OK [CAPABILITY IMAP4rev1] logged in\r\n", tag)
-			case "CAPABILITY":
-				fmt.Fprintf(conn, "* CAPABILITY IMAP4rev1\r\n%s OK done\r\n", tag)
-			case "LOGOUT":
-				fmt.Fprintf(conn, "* BYE bye\r\n%s OK done\r\n", tag)
-				return
-			default:
-				fmt.Fprintf(conn, "%s BAD unknown\r\n", tag)
-			}
-		}
 	})
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/servicedesk/servicedesk/internal/imaptest"
+	"github.com/servicedesk/servicedesk/mailbox"
 )
 
 // deskConfig is a config whose servers are all unreachable (port 1), with
@@ -90,6 +94,51 @@ func TestShortTokensRefused(t *testing.T) {
 			}
 			if strings.Contains(out, "t0ken") {
 				t.Errorf("%s output shows the token:\n%s", cmd, out)
+			}
+		})
+	}
+}
+
+// TestCheckSaysWhetherTheServerOffersIdle: with imap.idle on, the mailbox's
+// check line says whether the server can IDLE; one that cannot fails the
+// line, saying that new mail then waits for the poll.
+func TestCheckSaysWhetherTheServerOffersIdle(t *testing.T) {
+	t.Parallel()
+	withIdle, _ := imaptest.Start(t, "support@example.test", "imap-pw")
+	for _, tc := range []struct {
+		name string
+		imap mailbox.Config
+		want string
+	}{
+		{"a server with IDLE", withIdle, "ok    project acme imap 127.0.0.1:%d with idle\n"},
+		{"a server without", imaptest.NoIdle(t), "FAIL  project acme imap 127.0.0.1:%d with idle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "servicedesk.yaml")
+			cfg := fmt.Sprintf(`redis: {url: 'redis://127.0.0.1:1/0'}
+database: {url: 'sqlite://%s'}
+http: {tokens: %s}
+mail: {reply_key_secret: 0123456789abcdef0123456789abcdef}
+log: {format: text}
+projects:
+  - key: acme
+    address: support@example.test
+    imap: {host: 127.0.0.1, port: %d, security: none, username: %s, password: %s, idle: true, poll_interval: 45s}
+    smtp: {host: 127.0.0.1, port: 1, security: none}
+`, filepath.Join(t.TempDir(), "desk.db"), goodTokens, tc.imap.Port, tc.imap.Username, tc.imap.Password)
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			run(t.Context(), []string{"--config", path, "check"}, nil, &stdout, &stderr)
+			out := stdout.String()
+			if !strings.Contains(out, fmt.Sprintf(tc.want, tc.imap.Port)) {
+				t.Fatalf("check does not say %q:\n%s%s", fmt.Sprintf(tc.want, tc.imap.Port), out, stderr.String())
+			}
+			if strings.HasPrefix(tc.want, "FAIL") && !strings.Contains(out, "neither IDLE nor IMAP4rev2") ||
+				strings.HasPrefix(tc.want, "FAIL") && !strings.Contains(out, "imap.poll_interval (45s)") {
+				t.Fatalf("the failed line does not say why and what follows:\n%s", out)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -57,6 +58,14 @@ func (c *cli) checkIMAP(ctx context.Context, p config.Project) error {
 		return err
 	}
 	defer mb.Close()
+	if p.IMAP.Idle {
+		if err := mb.CheckIdle(ctx); errors.Is(err, mailbox.ErrNoIdle) {
+			return fmt.Errorf("imap.idle is on, but the server offers neither IDLE nor IMAP4rev2: no watcher can start, "+
+				"and new mail waits for imap.poll_interval (%s)", p.IMAP.PollInterval)
+		} else if err != nil {
+			return err
+		}
+	}
 	if _, err := mb.Select(ctx, p.IMAP.Folder); err != nil {
 		return fmt.Errorf("select %q: %w", p.IMAP.Folder, err)
 	}
