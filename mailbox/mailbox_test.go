@@ -314,27 +314,7 @@ func hangingServer(t *testing.T) mailbox.Config {
 // IMAP as a test needs, and closes it when serve returns.
 func scriptedServer(t *testing.T, serve func(conn net.Conn)) mailbox.Config {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				serve(conn)
-			}()
-		}
-	}()
-	return mailbox.Config{
-		Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Security: mailbox.SecurityNone,
-		Username: "u", Password: "p", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
-	}
+	return imaptest.Scripted(t, serve)
 }
 
 func TestStuckServer(t *testing.T) {

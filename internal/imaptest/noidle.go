@@ -17,6 +17,14 @@ import (
 // ends.
 func NoIdle(t testing.TB) mailbox.Config {
 	t.Helper()
+	return Scripted(t, serveNoIdle)
+}
+
+// Scripted serves every connection to a loopback port with serve (which
+// speaks IMAP, or fails to, as the test needs) until the test ends, and
+// returns the config to reach it as user "u", password "p".
+func Scripted(t testing.TB, serve func(conn net.Conn)) mailbox.Config {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("imaptest: listen: %v", err)
@@ -30,7 +38,7 @@ func NoIdle(t testing.TB) mailbox.Config {
 			}
 			go func() {
 				defer conn.Close()
-				serveNoIdle(conn)
+				serve(conn)
 			}()
 		}
 	}()
