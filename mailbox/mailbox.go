@@ -390,10 +390,10 @@ func firstUIDsAfter(set imap.UIDSet, after uint32, limit int) ([]uint32, error) 
 				return uids, nil
 			}
 			uids = append(uids, uid)
-			next = uid + 1
 			if uid == ^uint32(0) {
-				break
+				return uids, nil // the highest UID there is: nothing follows
 			}
+			next = uid + 1
 		}
 	}
 	return uids, nil

@@ -25,6 +25,8 @@ func TestFirstUIDsAfterWalksTheRangesTheServerAnswered(t *testing.T) {
 		{"the limit cuts across ranges", imap.UIDSet{r(5, 6), r(9, 12)}, 0, 3, []uint32{5, 6, 9}},
 		{"nothing waiting", nil, 0, 100, nil},
 		{"the last possible UID", imap.UIDSet{r(^imap.UID(0)-1, ^imap.UID(0))}, 0, 0, []uint32{^uint32(0) - 1, ^uint32(0)}},
+		{"the last possible UID, answered twice", imap.UIDSet{r(^imap.UID(0)-2, ^imap.UID(0)), r(^imap.UID(0)-1, ^imap.UID(0)), r(^imap.UID(0), ^imap.UID(0))}, 0, 0,
+			[]uint32{^uint32(0) - 2, ^uint32(0) - 1, ^uint32(0)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := firstUIDsAfter(tc.set, tc.after, tc.limit)
