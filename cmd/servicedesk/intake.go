@@ -83,7 +83,11 @@ func (c *cli) checkIntake(step func(name string, timeout time.Duration, f func(c
 		c.checkGraph(intakeProject(in), step)
 		return
 	}
-	step(fmt.Sprintf("intake %s imap %s:%d", in.Address, in.IMAP.Host, in.IMAP.Port), 30*time.Second, func(ctx context.Context) error {
+	name := fmt.Sprintf("intake %s imap %s:%d", in.Address, in.IMAP.Host, in.IMAP.Port)
+	if in.IMAP.Idle {
+		name += " with idle"
+	}
+	step(name, 30*time.Second, func(ctx context.Context) error {
 		return c.checkIMAP(ctx, intakeProject(in))
 	})
 }

@@ -137,9 +137,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 		// Mail a fetch stores goes straight to this process's process
 		// jobs, up to 16 MiB of it, in messages the jobs take with their
-		// ledger row. The sync's flow control (mailsync.Options.MaxAhead)
-		// keeps it below that for mail of up to 32 KB on average; larger
-		// mail is read back from the database.
+		// ledger row. The sync's flow control (mailsync.Options.MaxAhead,
+		// per mailbox) keeps one draining mailbox below that for mail of
+		// up to 32 KB on average; what does not fit (larger mail, several
+		// mailboxes draining at once) is read back from the database.
 		handoff := jobs.NewHandoff(16<<20, ingest.InlineReadSize)
 		proc := ingest.NewProcessor(ingestStore{st, handoff}, keys, ingestProjects(desks),
 			&ingest.Options{Logger: c.log, MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Intake: intake, Links: links})
