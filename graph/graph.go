@@ -78,6 +78,8 @@ type Config struct {
 	// https://graph.microsoft.com/v1.0.
 	AuthorityURL string
 	APIURL       string
+	// Name labels the mailbox for Options.Throttled (the project key).
+	Name string
 }
 
 // Options tune a Dialer; nil or zero fields mean the defaults.
@@ -104,6 +106,11 @@ type Options struct {
 	// MaxRetryWait is the longest wait for a retry; a longer Retry-After
 	// ends the call with the throttling error (temporary). Defaults to 30s.
 	MaxRetryWait time.Duration
+	// Throttled, when set, is told of every answer that asked a request
+	// to wait (429 throttled; 503, 504 or another 5xx busy), with the
+	// mailbox's Config.Name and the status, whether the wait is then
+	// waited out or ends the call.
+	Throttled func(name string, status int)
 	// HTTPClient sends the requests. Defaults to one of its own.
 	HTTPClient *http.Client
 	// Sleep waits between retries. Defaults to a timer that ends with ctx.

@@ -315,6 +315,37 @@ func TestThrottling(t *testing.T) {
 		}
 	})
 
+	t.Run("every answer that asks to wait is told to Options.Throttled, with the mailbox's name and the status", func(t *testing.T) {
+		var mu sync.Mutex
+		var told []string
+		b := setup(t, Options{Throttled: func(name string, status int) {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, fmt.Sprintf("%s %d", name, status))
+		}})
+		b.fake.Deliver("Inbox", mime(1))
+		cfg := fakeConfig(b.fake)
+		cfg.Name = "acme"
+		c, err := b.dialer.Dial(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Select(t.Context(), "Inbox"); err != nil {
+			t.Fatal(err)
+		}
+		b.fake.FailNext("GET", "/messages/delta", 1, http.StatusTooManyRequests, "1", "TooManyRequests")
+		b.fake.FailNext("GET", "/messages/delta", 1, http.StatusServiceUnavailable, "", "ServiceNotAvailable")
+		b.fake.FailNext("GET", "/messages/delta", 1, http.StatusTooManyRequests, "600", "TooManyRequests")
+		if _, err := c.List(t.Context(), 0, 100); !errors.Is(err, mailbox.ErrUnavailable) {
+			t.Fatalf("List = %v; want the third, too long, wait to end it", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got := strings.Join(told, ", "); got != "acme 429, acme 503, acme 429" {
+			t.Fatalf("Throttled was told %q; want each of the three answers", got)
+		}
+	})
+
 	t.Run("503 without Retry-After backs off, doubling", func(t *testing.T) {
 		b := setup(t, Options{})
 		c := b.open(t)

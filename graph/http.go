@@ -234,6 +234,9 @@ func (c *Client) do(ctx context.Context, req request) (*http.Response, error) {
 			refreshed = true
 			continue
 		case errors.Is(gerr, mailbox.ErrUnavailable):
+			if c.d.opts.Throttled != nil {
+				c.d.opts.Throttled(c.cfg.Name, gerr.Status)
+			}
 			wait := gerr.RetryAfter
 			if wait == 0 {
 				wait = backoff

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ type Metrics struct {
 	smtpAuth      *prometheus.GaugeVec
 	suppressed    *prometheus.CounterVec
 	oauth2Errors  *prometheus.CounterVec
+	graphWaits    *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -52,7 +54,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.oauth2Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_oauth2_token_errors_total",
 		Help: "OAuth2 mailbox token failures by project and step: token_endpoint (unreachable, 5xx), grant (refused: new consent or config fix needed), token_store, login (a server refused an access token)."},
 		[]string{"project", "step"})
-	reg.MustRegister(m.smtpAuth, m.suppressed, m.oauth2Errors)
+	m.graphWaits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "servicedesk_graph_throttled_total",
+		Help: "Microsoft Graph answers that asked a request to wait, by project and status: 429 (throttled), 503, 504 or another 5xx (busy). Each is waited out as Retry-After says, or ends the fetch as temporary."},
+		[]string{"project", "status"})
+	reg.MustRegister(m.smtpAuth, m.suppressed, m.oauth2Errors, m.graphWaits)
 	reg.MustRegister(m.fetchRuns, m.fetchFailures, m.fetchSeconds, m.lastSuccess, m.fetchedMsgs, m.outcomes, m.latencies, m.sends)
 	return m
 }
@@ -139,5 +144,13 @@ func (m *Metrics) Suppressed(project, cause string) {
 func (m *Metrics) OAuth2TokenError(project, step string) {
 	if m != nil {
 		m.oauth2Errors.WithLabelValues(project, step).Inc()
+	}
+}
+
+// GraphThrottled counts a Microsoft Graph answer that asked a request of
+// the project's mailbox to wait (graph.Options.Throttled).
+func (m *Metrics) GraphThrottled(project string, status int) {
+	if m != nil {
+		m.graphWaits.WithLabelValues(project, strconv.Itoa(status)).Inc()
 	}
 }

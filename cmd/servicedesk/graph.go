@@ -18,15 +18,19 @@ var (
 )
 
 // graphDialer opens the Graph mailboxes of this process: one per process,
-// so one access token per app registration serves every fetch.
-func (c *cli) graphDialer(st *store.Store) *graph.Dialer {
-	return graph.NewDialer(graphStore{st}, &graph.Options{MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Logger: c.log})
+// so one access token per app registration serves every fetch. Graph's
+// requests to wait are counted in m (nil: not counted).
+func (c *cli) graphDialer(st *store.Store, m *jobs.Metrics) *graph.Dialer {
+	return graph.NewDialer(graphStore{st}, &graph.Options{MaxMessageSize: int64(c.cfg.Limits.MaxMessageSize), Logger: c.log,
+		Throttled: m.GraphThrottled})
 }
 
 // dialGraph opens a project's Graph mailbox (a nil *graph.Client never
 // becomes a non-nil jobs.Mailbox).
 func dialGraph(ctx context.Context, d *graph.Dialer, p config.Project) (jobs.Mailbox, error) {
-	cl, err := d.Dial(ctx, graphConfig(p.Graph))
+	cfg := graphConfig(p.Graph)
+	cfg.Name = p.Key
+	cl, err := d.Dial(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +46,7 @@ func graphConfig(g config.Graph) graph.Config {
 // (the tenant, the app registration and its secret) and the mailbox (the
 // user, the Mail.ReadWrite permission, the folder).
 func (c *cli) checkGraph(p config.Project, step func(string, time.Duration, func(context.Context) error)) {
-	d := c.graphDialer(nil) // a check lists nothing: no store needed
+	d := c.graphDialer(nil, nil) // a check lists nothing: no store needed, nothing counted
 	var cl *graph.Client
 	step(fmt.Sprintf("project %s graph token (tenant %s)", p.Key, p.Graph.TenantID), 30*time.Second, func(ctx context.Context) error {
 		var err error

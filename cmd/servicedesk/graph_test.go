@@ -6,12 +6,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/servicedesk/servicedesk/config"
 	"github.com/servicedesk/servicedesk/graph"
 	"github.com/servicedesk/servicedesk/internal/fakegraph"
+	"github.com/servicedesk/servicedesk/jobs"
 )
 
 // check prints a line for the token and a line for the mailbox of a Graph
@@ -80,7 +84,7 @@ func TestDialerChoosesGraphOrIMAP(t *testing.T) {
 	t.Parallel()
 	fake := fakegraph.New(t)
 	c := &cli{cfg: &config.Config{}, log: slog.New(slog.DiscardHandler)}
-	dial := c.dialer(nil)
+	dial := c.dialer(nil, nil)
 
 	g := config.Graph{TenantID: fake.Tenant, ClientID: fake.ClientID, ClientSecret: fake.Secret,
 		User: fake.User, AuthorityURL: fake.URL, APIURL: fake.URL + "/v1.0"}
@@ -105,4 +109,54 @@ func TestDialerChoosesGraphOrIMAP(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("dial an imap desk = %v; want the IMAP connection error", err)
 	}
+}
+
+// A Graph desk's throttling is counted by project and status in
+// servicedesk_graph_throttled_total: an operator sees Microsoft holding a
+// mailbox back before fetches start failing.
+func TestDialerCountsGraphThrottling(t *testing.T) {
+	t.Parallel()
+	fake := fakegraph.New(t)
+	reg := prometheus.NewRegistry()
+	c := &cli{cfg: &config.Config{}, log: slog.New(slog.DiscardHandler)}
+	dial := c.dialer(nil, jobs.NewMetrics(reg))
+	g := config.Graph{TenantID: fake.Tenant, ClientID: fake.ClientID, ClientSecret: fake.Secret,
+		User: fake.User, AuthorityURL: fake.URL, APIURL: fake.URL + "/v1.0"}
+	mb, err := dial(t.Context(), config.Project{Key: "acme", Graph: g})
+	if err != nil {
+		t.Fatalf("dial a graph desk: %v", err)
+	}
+	fake.FailNext("GET", "/mailFolders", 1, http.StatusTooManyRequests, "0", "TooManyRequests")
+	if _, err := mb.Select(t.Context(), "Inbox"); err != nil {
+		t.Fatalf("select Inbox after one 429: %v", err)
+	}
+	if got := counterValue(t, reg, "servicedesk_graph_throttled_total", "acme", "429"); got != 1 {
+		t.Fatalf(`servicedesk_graph_throttled_total{project="acme",status="429"} = %v; want 1`, got)
+	}
+}
+
+// counterValue is the value of a counter on reg by its label values, in
+// the order of the labels' names.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, values ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var got []string
+			for _, l := range m.GetLabel() {
+				got = append(got, l.GetValue())
+			}
+			if slices.Equal(got, values) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series %s%v on the registry", name, values)
+	return 0
 }

@@ -149,7 +149,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			ProjectCeiling: c.cfg.Limits.AutomaticMailPerHour,
 			OnSuppressed:   func(project string, cause notify.Cause) { m.Suppressed(project, string(cause)) }})
 		lc.started("deliverer", func(context.Context) { deliverer.Close() })
-		fetcher := jobs.NewFetcher(st, c.dialer(st), enq, mailboxes, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
+		fetcher := jobs.NewFetcher(st, c.dialer(st, m), enq, mailboxes, int64(c.cfg.Limits.MaxMessageSize), m, c.log)
 		fetcher.Handoff = handoff
 		fetcher.Again = fetchAgain(rdb, mailboxes)
 		w := jobs.NewWorker(rdb,

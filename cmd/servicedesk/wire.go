@@ -84,9 +84,10 @@ func smtpConfig(p config.Project) notify.SMTPConfig {
 }
 
 // dialer opens a project's mailbox: Microsoft Graph or IMAP, as
-// configured. st keeps the UIDs of Graph messages.
-func (c *cli) dialer(st *store.Store) jobs.Dialer {
-	graphs := c.graphDialer(st)
+// configured. st keeps the UIDs of Graph messages; m counts Graph's
+// throttling.
+func (c *cli) dialer(st *store.Store, m *jobs.Metrics) jobs.Dialer {
+	graphs := c.graphDialer(st, m)
 	return func(ctx context.Context, p config.Project) (jobs.Mailbox, error) {
 		if p.Graph.Configured() {
 			return dialGraph(ctx, graphs, p)
