@@ -34,6 +34,7 @@ var migrations = []migration{
 	{12, "inbound.desk_id: the desk a row of the intake mailbox is routed to", migrateInboundDesk},
 	{13, "indexes for the mailbox sync's ledger queries", migrateSyncIndexes},
 	{14, "the sync's indexes of pending rows are partial: only those rows", migratePartialSyncIndexes},
+	{15, "drop idx_inbound_outcome: idx_inbound_answer (outcome, answer_state) serves its queries", migrateDropOutcomeIndex},
 }
 
 // migrateInboundDesk adds inbound.desk_id, the project whose ledger shows
@@ -134,6 +135,14 @@ func migratePartialSyncIndexes(tx *gorm.DB) error {
 		}
 	}
 	return nil
+}
+
+// migrateDropOutcomeIndex drops the index on inbound.outcome alone (the
+// model's until then): idx_inbound_answer begins with outcome and answers
+// every query it did, and each ledger row is written three times (fetched,
+// its outcome, after_processing applied), each time into every index.
+func migrateDropOutcomeIndex(tx *gorm.DB) error {
+	return tx.Exec(`DROP INDEX IF EXISTS idx_inbound_outcome`).Error
 }
 
 // The predicates of the partial indexes of step 14, which the queries

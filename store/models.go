@@ -55,7 +55,7 @@ type inboundRow struct {
 	FromAddr    string      `gorm:"not null;default:''"`
 	Subject     string      `gorm:"not null;default:''"`
 	ReceivedAt  time.Time   `gorm:"not null"`
-	Outcome     string      `gorm:"size:32;not null;default:'';index"`
+	Outcome     string      `gorm:"size:32;not null;default:''"` // indexed by idx_inbound_answer (migrations 10, 15)
 	TicketID    int64       `gorm:"not null;default:0"`
 	Reason      string      `gorm:"not null;default:''"`
 	Applied     bool        `gorm:"not null;default:false"`

@@ -10,13 +10,14 @@ import (
 	"gorm.io/gorm"
 )
 
-// TestSyncQueriesReadTheirOwnIndexes: with a ledger of thousands of rows
+// TestLedgerQueriesReadTheirOwnIndexes: with a ledger of thousands of rows
 // and no statistics (a fresh PostgreSQL schema, or autovacuum off), each
-// query the mailbox sync runs per batch reads the index made for it. The
+// query the mailbox sync runs per batch, and the scheduler's sweep of
+// rejected mail, reads the index made for it. The
 // batch's UID lookup once read idx_inbound_refetch, whose first columns
 // match too, and filtered every row of the project by UID: a backlog of
 // 100,000 drained at two thirds of the rate of one of 2,000.
-func TestSyncQueriesReadTheirOwnIndexes(t *testing.T) {
+func TestLedgerQueriesReadTheirOwnIndexes(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		ctx := t.Context()
 		p := mustProjects(t, e.s, "acme")[0]
@@ -47,6 +48,10 @@ func TestSyncQueriesReadTheirOwnIndexes(t *testing.T) {
 			}},
 			{"the rows flagged for a refetch", "idx_inbound_pending_refetch", nil, func(s *Store) error {
 				_, err := s.RefetchInbound(ctx, p.ID, 7, 100)
+				return err
+			}},
+			{"the rejected mail to answer (the scheduler's sweep, every project)", "idx_inbound_answer", nil, func(s *Store) error {
+				_, err := s.RejectionsToAnswer(ctx, 100)
 				return err
 			}},
 		} {
