@@ -71,11 +71,7 @@ func (c *cli) check(ctx context.Context, args []string) error {
 		case p.Graph.Configured():
 			c.checkGraph(p, step)
 		case p.HasMailbox():
-			name := fmt.Sprintf("project %s imap %s:%d", p.Key, p.IMAP.Host, p.IMAP.Port)
-			if p.IMAP.Idle {
-				name += " with idle" // the line also says whether the server offers IDLE
-			}
-			step(name, 30*time.Second, func(ctx context.Context) error {
+			step(imapLine("project "+p.Key, p.IMAP), 30*time.Second, func(ctx context.Context) error {
 				return c.checkIMAP(ctx, p)
 			})
 		}

@@ -72,6 +72,16 @@ func (c *cli) checkIMAP(ctx context.Context, p config.Project) error {
 	return nil // a move target folder is created on first use
 }
 
+// imapLine names the check line of who's IMAP mailbox; with idle on, the
+// line also says whether the server offers IDLE (checkIMAP).
+func imapLine(who string, m config.IMAP) string {
+	name := fmt.Sprintf("%s imap %s:%d", who, m.Host, m.Port)
+	if m.Idle {
+		name += " with idle"
+	}
+	return name
+}
+
 // checkIntake checks the intake mailbox like a desk's own, when there is
 // one.
 func (c *cli) checkIntake(step func(name string, timeout time.Duration, f func(context.Context) error)) {
@@ -83,11 +93,7 @@ func (c *cli) checkIntake(step func(name string, timeout time.Duration, f func(c
 		c.checkGraph(intakeProject(in), step)
 		return
 	}
-	name := fmt.Sprintf("intake %s imap %s:%d", in.Address, in.IMAP.Host, in.IMAP.Port)
-	if in.IMAP.Idle {
-		name += " with idle"
-	}
-	step(name, 30*time.Second, func(ctx context.Context) error {
+	step(imapLine("intake "+in.Address, in.IMAP), 30*time.Second, func(ctx context.Context) error {
 		return c.checkIMAP(ctx, intakeProject(in))
 	})
 }
