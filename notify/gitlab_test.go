@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/servicedesk/servicedesk/ticket"
 )
@@ -49,7 +50,7 @@ func TestGitLabTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	links, err := ticket.NewCustomerLinks([]byte(testSecret), "https://desk.example.com", ticket.LinkOptions{})
+	links, err := ticket.NewCustomerLinks([]byte(testSecret), "https://desk.example.com", ticket.LinkOptions{Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
