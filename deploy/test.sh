@@ -33,7 +33,9 @@ set +e
 go test -count=1 -timeout 25m -p 2 -parallel 4 ./... 2>&1 | tee /tmp/servicedesk-test.log
 status=${PIPESTATUS[0]}
 echo "== go test -fuzz FuzzIngest (30s)"
-go test -run '^$' -fuzz '^FuzzIngest$' -fuzztime 30s ./ingest
+# Minimizing each new input for at most 2 s (the default is 60 s) keeps the
+# 30 s fuzzing: with the default, CI spent 20 of them at 0 execs/s.
+go test -run '^$' -fuzz '^FuzzIngest$' -fuzztime 30s -fuzzminimizetime 2s ./ingest
 fuzz=$?
 set -e
 if [ "$fuzz" -ne 0 ] && [ "$status" -eq 0 ]; then status=$fuzz; fi
