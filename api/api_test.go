@@ -643,8 +643,10 @@ func TestReadyz(t *testing.T) {
 			b.backend.pingErr = tt.pingErr
 			start := time.Now()
 			rec := b.do(t, RoleNone, "GET", "/readyz")
-			if took := time.Since(start); took > 1500*time.Millisecond {
-				t.Errorf("readyz took %v, want at most ~1s", took)
+			// The checks time out after 1s; 3s leaves a loaded machine
+			// room and still catches a probe that waits for the hang.
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("readyz took %v, want at most ~1s (its checks time out after 1s)", took)
 			}
 			if rec.Code != tt.status {
 				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.status, rec.Body)

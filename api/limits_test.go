@@ -88,7 +88,9 @@ func (s *slowBody) Read(p []byte) (int, error) {
 // extends their deadlines to SlowTimeout once the token is accepted.
 func TestSlowRequestsOutliveServerTimeouts(t *testing.T) {
 	t.Parallel()
-	const short, slow = 300 * time.Millisecond, 900 * time.Millisecond
+	// short leaves the server room to reach the handler on a loaded machine;
+	// slow is three times it.
+	const short, slow = time.Second, 3 * time.Second
 	mon := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(slow)
 		io.WriteString(w, "queues")

@@ -43,21 +43,23 @@ func waitAsync(ctx context.Context, w *mailbox.IdleConn, d time.Duration) <-chan
 
 // runIdleSuite states what Wait does, against any server with IDLE.
 func runIdleSuite(t *testing.T, newConfig newConfigFunc) {
-	t.Run("mail appended by another connection wakes Wait within a second", func(t *testing.T) {
+	t.Run("mail appended by another connection wakes Wait long before its timeout", func(t *testing.T) {
 		cfg := newConfig(t)
 		w := dialIdle(t, cfg)
 		got := waitAsync(t.Context(), w, time.Minute)
 		time.Sleep(200 * time.Millisecond) // in IDLE by now
+		c := dial(t, cfg)
 		appended := time.Now()
-		appendN(t, dial(t, cfg), "INBOX", 1)
+		appendN(t, c, "INBOX", 1)
+		// Wait is given a minute: returning within 10 s can only be the
+		// server's push. How soon is a figure (Dovecot holds notices back
+		// 0.5 s), measured by deploy/bench-idle.sh, not asserted here.
 		select {
 		case r := <-got:
 			if !r.newMail || r.err != nil {
 				t.Fatalf("Wait after an append = (%v, %v); want (true, nil)", r.newMail, r.err)
 			}
-			if since := time.Since(appended); since > time.Second {
-				t.Fatalf("Wait returned %v after the append; want within a second", since)
-			}
+			t.Logf("Wait returned %v after the append", time.Since(appended).Round(time.Millisecond))
 		case <-time.After(10 * time.Second):
 			t.Fatal("Wait did not return within 10s of an append")
 		}
