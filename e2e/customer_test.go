@@ -271,7 +271,8 @@ func newBrowser(t *testing.T) *browser {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("headless Chromium is needed at %s (Debian package chromium; deploy/services.sh installs it): %v", chromium, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The whole browser session: it waits for several mails meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	t.Cleanup(cancel)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromium),

@@ -419,16 +419,18 @@ func tickets(t *testing.T, st *store.Store) []ticket.Ticket {
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
+	for {
+		// The condition is checked at least once, and once more after
+		// the deadline passed: a wait that began late still looks.
 		ok, state := cond()
 		if ok {
 			return
 		}
-		last = state
-		time.Sleep(200 * time.Millisecond)
+		if !time.Now().Before(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(min(200*time.Millisecond, time.Until(deadline)+time.Millisecond))
 	}
-	t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
 }
 
 // custMail builds a customer mail.

@@ -47,7 +47,7 @@ func TestIdleMailboxTurnsMailIntoATicketWithinSecondsThoughPolledHourly(t *testi
 		stack.Deliver(t, desk, custMail{from: "alice@customer.test", to: desk,
 			subject: fmt.Sprintf("idle %d", i), body: "hello", messageID: fmt.Sprintf("<idle-%d@customer.test>", i)}.raw())
 		delivered := time.Now()
-		eventually(t, 10*time.Second, fmt.Sprintf("ticket %d", i), func() (bool, string) {
+		eventually(t, 30*time.Second, fmt.Sprintf("ticket %d", i), func() (bool, string) {
 			n := len(tickets(t, st))
 			return n == i, fmt.Sprintf("%d tickets", n)
 		})

@@ -301,7 +301,7 @@ func TestOAuth2Mailbox(t *testing.T) {
 			t.Fatalf("%d tickets; want 3 (the fourth mail cannot be fetched)", n)
 		}
 		// The mail is still in the mailbox (the desk's password still logs in).
-		msgs := stack.WaitForMail(t, desk, deskPass, 4, 10*time.Second)
+		msgs := stack.WaitForMail(t, desk, deskPass, 4, 30*time.Second)
 		if !bytes.Contains(msgs[3], []byte("oauth mail 4")) {
 			t.Fatalf("the fourth message in the mailbox is %q", msgs[3])
 		}

@@ -440,7 +440,7 @@ func (d *opDesk) testBrowser(t *testing.T) {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("headless Chromium is needed at %s (Debian package chromium; deploy/services.sh installs it): %v", chromium, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a cold Chromium on a loaded machine, then a 30 s wait
 	defer cancel()
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromium),

@@ -146,7 +146,7 @@ func TestPipeline(t *testing.T) {
 				stack.WaitForMail(t, carol, "pw", 1, 60*time.Second)
 				time.Sleep(2 * time.Second)
 				// Bob, in Cc, has alice's reply relayed to him; nothing else.
-				for _, raw := range stack.WaitForMail(t, bob, "pw", 0, time.Second) {
+				for _, raw := range stack.WaitForMail(t, bob, "pw", 0, 15*time.Second) {
 					m, err := mail.ReadMessage(bytes.NewReader(raw))
 					if err != nil {
 						t.Fatal(err)

@@ -60,8 +60,10 @@ projects:
 		deadline := time.Now().Add(within)
 		for {
 			status, body, took, err := readyz()
-			if err == nil && took > 1500*time.Millisecond {
-				t.Errorf("/readyz took %s to answer %d; want about 1s at most", took, status)
+			// Its checks time out after 1 s; 3 s leaves room for a
+			// loaded machine and still catches a probe that hangs.
+			if err == nil && took > 3*time.Second {
+				t.Errorf("/readyz took %s to answer %d; want about 1s at most (its checks time out after 1s)", took, status)
 			}
 			if err == nil && status == want {
 				return body

@@ -27,8 +27,9 @@ func TestVerifyProjectAddress(t *testing.T) {
 		return fmt.Sprintf("  - key: %s\n    address: %s\n    imap: {host: %s, port: %d, security: none, username: %s, password: %s, poll_interval: 1s}\n    smtp: %s\n",
 			key, addr, imapHost, imapPort, imapUser, deskPass, smtp)
 	}
-	closed := freeAddr(t)
-	closedHost, closedPort := splitHostPort(t, closed)
+	// Port 1 (tcpmux) is closed on a test machine; a port freeAddr let go
+	// of could be bound meanwhile by a test running in parallel.
+	closedHost, closedPort := "127.0.0.1", 1
 	extra := project("badauth", "badauth@example.test", "badauth@example.test",
 		fmt.Sprintf("{host: %s, port: %d, security: starttls, insecure_skip_verify: true, username: %q, password: wrong}", authHost, authPort, mailstack.SMTPUser)) +
 		project("nohost", "nohost@example.test", "nohost@example.test",
