@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +38,9 @@ type obDesk struct {
 	proc  *proc
 	addr  string // acme's desk address
 	tag   string // makes addresses unique per backend
+	// dkimPub verifies the brand desk's DKIM signatures, published at
+	// desk2026._domainkey.example.test.
+	dkimPub *rsa.PublicKey
 }
 
 const (
@@ -60,7 +66,23 @@ func startOutboundDesk(t *testing.T, stack *mailstack.Stack, b backend, branded 
     smtp: {host: %s, port: %s, security: starttls, insecure_skip_verify: true, username: %q, password: %q}
 `, key, name, addr, imapHost, imapPort, addr, deskPass, authHost, authPort, mailstack.SMTPUser, password)
 		}
+		// The brand desk signs with DKIM: its mail is verified as it
+		// arrives, after OpenSMTPD and Dovecot added their headers.
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile := filepath.Join(t.TempDir(), "dkim.pem")
+		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.dkimPub = &key.PublicKey
 		extra = project("brand", "Brand Care", brandDesk, mailstack.SMTPPassword) +
+			"    dkim: {domain: example.test, selector: desk2026, private_key_file: " + keyFile + "}\n" +
 			project("broken", "Broken Desk", brokenDesk, "not-the-password")
 	}
 	d.deskEnv = newDesk(t, stack, b, envOptions{desk: d.addr, extra: extra})

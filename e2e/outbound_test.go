@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/jhillyerd/enmime/v2"
 
 	"github.com/servicedesk/servicedesk/internal/mailstack"
@@ -282,6 +287,30 @@ func (d *obDesk) testBrandedProject(t *testing.T) {
 		}
 		if !strings.Contains(thanks.GetHeader("Reply-To"), "brand+") {
 			t.Errorf("Reply-To = %q, want the brand desk's reply address", thanks.GetHeader("Reply-To"))
+		}
+	})
+
+	t.Run("its DKIM signature verifies as delivered, List-Unsubscribe covered", func(t *testing.T) {
+		raw := d.stack.WaitForMail(t, jack, "pw", 1, 90*time.Second)[0]
+		der, err := x509.MarshalPKIXPublicKey(d.dkimPub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
+			LookupTXT: func(domain string) ([]string, error) {
+				if domain != "desk2026._domainkey.example.test" {
+					return nil, fmt.Errorf("no TXT record at %s", domain)
+				}
+				return []string{"v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)}, nil
+			},
+		})
+		if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "example.test" {
+			t.Fatalf("DKIM verification of the delivered thank-you: %+v, %v; want one valid signature of example.test:\n%s", vs, err, raw)
+		}
+		for _, h := range []string{"List-Unsubscribe", "List-Unsubscribe-Post", "From", "Subject"} {
+			if !slices.ContainsFunc(vs[0].HeaderKeys, func(k string) bool { return strings.EqualFold(k, h) }) {
+				t.Errorf("the signature covers %v; want %s among them", vs[0].HeaderKeys, h)
+			}
 		}
 	})
 

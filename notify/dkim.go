@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/emersion/go-msgauth/dkim"
 	mail "github.com/wneessen/go-mail"
 )
 
@@ -26,14 +27,14 @@ type DKIMConfig struct {
 	PrivateKeyPEM []byte
 }
 
-// dkimSignedHeaders are the headers a signature covers: the identity,
-// threading and MIME headers. The list must stay short: go-mail v0.8.1
-// folds a DKIM-Signature tag longer than a line inside its value, which
-// puts a space into h= that relaxed canonicalization keeps, so the
-// signature would not verify. "h=" + this + "; " fits the 75 columns of a
-// folded line (TestDKIMSignedHeadersFitOneLine).
+// dkimSignedHeaders are the headers a signature covers: identity,
+// threading, MIME and, as RFC 8058 section 4 requires for one-click
+// unsubscribe, List-Unsubscribe and List-Unsubscribe-Post. A name the mail
+// lacks is signed as absent (RFC 6376 section 5.4), so it cannot be added
+// on the way either.
 var dkimSignedHeaders = []string{
-	"From", "Reply-To", "To", "Subject", "Date", "Message-ID", "References", "Content-Type",
+	"From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+	"MIME-Version", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post",
 }
 
 // Validate checks the configuration and parses the key, so that a bad one
@@ -63,27 +64,60 @@ func (c *DKIMConfig) key() (crypto.Signer, error) {
 	return k, nil
 }
 
-// dkimSigner returns a fresh signer for one message (go-mail's signer is
-// not safe for concurrent use), or nil when the project does not sign.
-// A configuration that does not work is a permanent error.
-func (d *Deliverer) dkimSigner(p Project) (*mail.DKIMSigner, error) {
+// dkimKey returns the project's parsed signing key (parsed once), or nil
+// when the project does not sign. A configuration that does not work is a
+// permanent error.
+func (d *Deliverer) dkimKey(p Project) (crypto.Signer, error) {
 	if p.DKIM == nil {
 		return nil, nil
 	}
 	d.mu.Lock()
 	k, ok := d.dkimKeys[p.ID]
 	d.mu.Unlock()
-	if !ok {
-		var err error
-		if k, err = p.DKIM.key(); err != nil {
-			return nil, &Error{Step: "dkim", Permanent: true, Err: err}
-		}
-		d.mu.Lock()
-		d.dkimKeys[p.ID] = k
-		d.mu.Unlock()
+	if ok {
+		return k, nil
 	}
-	s := mail.NewDKIMSigner(strings.TrimSpace(p.DKIM.Domain), strings.TrimSpace(p.DKIM.Selector), k)
-	s.SignHeaders(dkimSignedHeaders...)
-	s.NowFunc = d.now
-	return s, nil
+	k, err := p.DKIM.key()
+	if err != nil {
+		return nil, &Error{Step: "dkim", Permanent: true, Err: err}
+	}
+	d.mu.Lock()
+	d.dkimKeys[p.ID] = k
+	d.mu.Unlock()
+	return k, nil
+}
+
+// sign adds a DKIM-Signature to m when the project signs (relaxed/relaxed,
+// SHA-256). m is rendered once into the signer and once more when sent;
+// go-mail renders a Msg the same each time (boundaries, Date and
+// Message-ID are fixed at the first render, attachments are read from
+// the start). go-msgauth signs instead of go-mail's own signer, which
+// breaks its h= tag across lines once it is longer than one: relaxed
+// canonicalization then keeps a space inside a header name, and the
+// signature no longer verifies with List-Unsubscribe among the names.
+func (d *Deliverer) sign(p Project, m *mail.Msg) error {
+	k, err := d.dkimKey(p)
+	if err != nil || k == nil {
+		return err
+	}
+	s, err := dkim.NewSigner(&dkim.SignOptions{
+		Domain: strings.TrimSpace(p.DKIM.Domain), Selector: strings.TrimSpace(p.DKIM.Selector), Signer: k,
+		HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
+		HeaderKeys: dkimSignedHeaders,
+	})
+	if err != nil {
+		return &Error{Step: "dkim", Permanent: true, Err: fmt.Errorf("dkim: %s._domainkey.%s: %w", p.DKIM.Selector, p.DKIM.Domain, err)}
+	}
+	if _, err := m.WriteTo(s); err != nil {
+		_ = s.Close()
+		return &Error{Step: "dkim", Permanent: true, Err: fmt.Errorf("dkim: render the mail to sign it: %w", err)}
+	}
+	if err := s.Close(); err != nil {
+		return &Error{Step: "dkim", Permanent: true, Err: fmt.Errorf("dkim: sign: %w", err)}
+	}
+	// Signature is the whole field, folded, with its CRLF; go-mail writes
+	// the name, ": ", the value and a CRLF.
+	name, value, _ := strings.Cut(strings.TrimSuffix(s.Signature(), "\r\n"), ":")
+	m.SetGenHeaderPreformatted(mail.Header(name), strings.TrimLeft(value, " "))
+	return nil
 }

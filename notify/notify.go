@@ -298,17 +298,13 @@ func (d *Deliverer) send(ctx context.Context, n ticket.Notification) (suppressed
 	if err != nil {
 		return verdict{}, err
 	}
-	signer, err := d.dkimSigner(p)
-	if err != nil {
-		return verdict{}, err
-	}
 	m, err := d.message(out)
 	if err != nil {
 		return verdict{}, &Error{Step: "render", Permanent: true, Err: err}
 	}
 	attach(m, files)
-	if signer != nil {
-		m.SetDKIM(signer)
+	if err := d.sign(p, m); err != nil {
+		return verdict{}, err
 	}
 	c, err := d.conn(p)
 	if err != nil {

@@ -84,12 +84,8 @@ func (r *Rejecter) Deliver(ctx context.Context, inboundID int64) error {
 	if err != nil {
 		return &Error{Step: "render", Permanent: true, Err: err}
 	}
-	signer, err := r.d.dkimSigner(p)
-	if err != nil {
+	if err := r.d.sign(p, m); err != nil {
 		return err
-	}
-	if signer != nil {
-		m.SetDKIM(signer)
 	}
 	c, err := r.d.conn(p)
 	if err != nil {
