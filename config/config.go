@@ -261,7 +261,7 @@ func (p Project) HasMailbox() bool { return p.IMAP.Host != "" || p.Graph.Configu
 
 // TemplateKinds are the kinds of mail a template may be given for.
 func TemplateKinds() []string {
-	return []string{"thank_you", "note", "new_participant", "closed", "reopened"}
+	return []string{"thank_you", "note", "new_participant", "closed", "reopened", "relay", "agent_notice"}
 }
 
 // IMAP is a project's mailbox.

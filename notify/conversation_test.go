@@ -177,3 +177,40 @@ func TestConversationMailWithinLimits(t *testing.T) {
 		}
 	})
 }
+
+// An operator's relay and agent_notice templates replace the built-in
+// texts, as the other kinds' do.
+func TestRelayAndAgentNoticeTemplates(t *testing.T) {
+	t.Parallel()
+	tmpls := map[ticket.NotificationKind]Template{
+		ticket.NotifyRelay: {Text: "RELAYED on %{TICKET_REF}:\n%{NOTE_TEXT}\n%{SYSTEM_FOOTER}\n"},
+		ticket.NotifyAgent: {Text: "AGENT NOTICE %{ISSUE_PATH}\n%{NOTE_TEXT}\n"},
+	}
+	for kind, tm := range tmpls {
+		if err := tm.ValidateFor(kind); err != nil {
+			t.Fatalf("ValidateFor(%s): %v", kind, err)
+		}
+	}
+	b, _ := conversationSetup(t, func(p *Project, o *Options) {
+		p.SystemFooter = "Acme Corp"
+		o.Templates = map[string]map[ticket.NotificationKind]Template{"acme": tmpls}
+	})
+	b.store.put(ticket.Notification{ID: 2, ProjectID: 1, Project: "acme", TicketID: 7, MessageID: 101,
+		Kind: ticket.NotifyRelay, To: "alice@customer.test", MailID: "<relay-2@example.test>", State: ticket.NotificationPending})
+	b.store.put(ticket.Notification{ID: 3, ProjectID: 1, Project: "acme", TicketID: 7, MessageID: 101,
+		Kind: ticket.NotifyAgent, To: "agent@example.org", MailID: "<agent-3@example.test>", State: ticket.NotificationPending})
+	for _, id := range []int64{2, 3} {
+		if err := b.d.Deliver(context.Background(), id); err != nil {
+			t.Fatalf("Deliver %d: %v", id, err)
+		}
+	}
+	got := onlyAccepted(t, b.sink, 2)
+	for i, want := range []string{
+		"RELAYED on acme#12:\nbob@customer.test wrote:\n\nIt is out now, thanks.\nAcme Corp\n",
+		"AGENT NOTICE acme#12\nReply on acme#12 from bob@customer.test\n",
+	} {
+		if text := parse(t, got[i].Data).parts["text/plain"]; !strings.Contains(text, want) {
+			t.Errorf("mail %d text:\n%s\nwant the operator's template: %q", i+1, text, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/servicedesk/servicedesk/config"
+	"github.com/servicedesk/servicedesk/ticket"
 )
 
 func TestNotifyTemplatesRefuseUnknownPlaceholders(t *testing.T) {
@@ -30,5 +31,18 @@ func TestNotifyTemplatesKeepTicketTextFromNewParticipants(t *testing.T) {
 	if _, err := notifyTemplates(leaky); err == nil || !strings.Contains(err.Error(), "TICKET_DESCRIPTION") ||
 		!strings.Contains(err.Error(), "new_participant") {
 		t.Fatalf("notifyTemplates(new_participant with %%{TICKET_DESCRIPTION}) = %v; want an error naming both", err)
+	}
+}
+
+// Every kind the configuration accepts a template for is one notify
+// renders: a kind config knows and notify does not would pass the load
+// and fail serve's start.
+func TestNotifyTemplatesEveryConfigKind(t *testing.T) {
+	t.Parallel()
+	for _, kind := range config.TemplateKinds() {
+		ps := []config.Project{{Key: "acme", Templates: map[string]config.Template{kind: {Text: "%{TICKET_REF}"}}}}
+		if got, err := notifyTemplates(ps); err != nil || got["acme"][ticket.NotificationKind(kind)].Text != "%{TICKET_REF}" {
+			t.Errorf("notifyTemplates(%s) = %v, %v; want the template", kind, got, err)
+		}
 	}
 }
